@@ -1,0 +1,117 @@
+//! What the machine tells its driver: [`Command`]s to carry out, [`Event`]s
+//! to report, and the [`EnqueueError`] a refused record comes back in.
+
+use crate::record::{Record, RecordId};
+use crate::state::State;
+use crate::transport::Ack;
+
+/// Something the driver must do with the transport, in order.
+#[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command<'a> {
+    /// Call [`Transport::connect`](crate::Transport::connect).
+    Connect,
+    /// Call [`Transport::send`](crate::Transport::send) with this record; on
+    /// `Err`, report it with [`Machine::handle_send_error`](crate::Machine::handle_send_error).
+    Send {
+        /// The record's id.
+        id: RecordId,
+        /// The record, borrowed from the machine.
+        record: &'a Record,
+    },
+    /// Call [`Transport::close`](crate::Transport::close); the machine is
+    /// [`State::Closed`].
+    Close,
+}
+
+/// Something that happened, for the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The state changed; `from.may_become(to)` always holds.
+    StateChanged {
+        /// Previous state.
+        from: State,
+        /// New state.
+        to: State,
+    },
+    /// The broker acknowledged the record: it is Delivered.
+    Delivered(Ack),
+    /// The record can never be delivered; it left the queue.
+    DeadLettered {
+        /// The record's id.
+        id: RecordId,
+        /// The record.
+        record: Record,
+        /// Why, as the transport (or broker) said it.
+        reason: String,
+    },
+    /// The overflow policy dropped the record.
+    Dropped {
+        /// The record's id.
+        id: RecordId,
+        /// The record.
+        record: Record,
+    },
+    /// The record was not delivered when shutdown reached its deadline; it is
+    /// handed back to the application. It may still have reached the broker
+    /// if it was in flight.
+    Returned {
+        /// The record's id.
+        id: RecordId,
+        /// The record.
+        record: Record,
+    },
+}
+
+/// Why a record was not accepted. Every variant hands the record back.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnqueueError {
+    /// The queue is full (by records or bytes) and the policy refuses.
+    #[error("queue full: {held_records} records / {held_bytes} bytes held")]
+    QueueFull {
+        /// The refused record.
+        record: Record,
+        /// Records held when it was refused.
+        held_records: usize,
+        /// Bytes held when it was refused.
+        held_bytes: usize,
+    },
+    /// The record is larger than `max_record_bytes`.
+    #[error("record of {size} bytes exceeds max_record_bytes ({max})")]
+    RecordTooLarge {
+        /// The refused record.
+        record: Record,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The record is malformed (for example an invalid topic name).
+    #[error("invalid record: {reason}")]
+    InvalidRecord {
+        /// The refused record.
+        record: Record,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The producer is shutting down or closed.
+    #[error("producer is closed")]
+    Closed {
+        /// The refused record.
+        record: Record,
+    },
+}
+
+impl EnqueueError {
+    /// The record that was not accepted.
+    pub fn into_record(self) -> Record {
+        match self {
+            EnqueueError::QueueFull { record, .. }
+            | EnqueueError::RecordTooLarge { record, .. }
+            | EnqueueError::InvalidRecord { record, .. }
+            | EnqueueError::Closed { record } => record,
+        }
+    }
+}

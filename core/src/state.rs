@@ -1,0 +1,72 @@
+//! The producer's public, data-free [`State`] and its transition diagram.
+
+use std::fmt;
+
+/// Where the producer is in its life, as the application sees it.
+///
+/// ```text
+///                 start
+///                   │
+///                   ▼
+///          ┌──────────────┐  retry timer   ┌────────────┐
+///     ┌───▶│ Disconnected │───────────────▶│ Connecting │
+///     │    └──────────────┘                └────────────┘
+///     │       ▲  ▲   connect failed / timed out  │  │
+///     │       │  └───────────────────────────────┘  │ connected
+///     │       │                          ┌──────────┴───────────┐
+///     │       │ link lost / hung / fatal │ backlog              │ nothing queued
+///     │       │                          ▼                      ▼
+///     │       │                   ┌──────────┐  drained   ┌───────────┐
+///     │       └───────────────────│ Draining │───────────▶│ Connected │
+///     │                           └──────────┘◀───────────└───────────┘
+///     │                                │        flush / shutdown  │
+///     └────────── link lost ───────────┼──────────────────────────┘
+///                                      │ shutdown done or deadline
+///                                      ▼ (from any state)
+///                                 ┌────────┐
+///                                 │ Closed │
+///                                 └────────┘
+/// ```
+///
+/// Every transition is reported once as
+/// [`Event::StateChanged`](crate::Event::StateChanged) and traced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum State {
+    /// No session; the next connect attempt is scheduled after a backoff.
+    Disconnected,
+    /// A connect attempt is under way, with a deadline.
+    Connecting,
+    /// Connected; records flow as they arrive.
+    Connected,
+    /// Connected and working through records that waited: a backlog after a
+    /// reconnect, a flush, or a shutdown.
+    Draining,
+    /// Shut down; nothing is accepted or sent any more.
+    Closed,
+}
+
+impl State {
+    /// Whether the diagram above has an arrow from `self` to `to`.
+    pub fn may_become(self, to: State) -> bool {
+        use State::*;
+        matches!(
+            (self, to),
+            (Disconnected, Connecting | Closed)
+                | (Connecting, Connected | Draining | Disconnected | Closed)
+                | (Connected, Draining | Disconnected | Closed)
+                | (Draining, Connected | Disconnected | Closed)
+        )
+    }
+
+    /// Whether records can be handed to the transport in this state.
+    pub fn is_connected(self) -> bool {
+        matches!(self, State::Connected | State::Draining)
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}

@@ -1,0 +1,122 @@
+//! What the producer says about itself: [`Stats`] counters and gauges, and
+//! the [`Health`] verdict computed from them by documented rules
+//! (see [`HealthConfig`]).
+
+use std::time::Duration;
+
+use crate::config::HealthConfig;
+use crate::state::State;
+
+/// A snapshot of the producer's gauges and counters.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Current state.
+    pub state: State,
+    /// Time since the last state change.
+    pub time_in_state: Duration,
+    /// Time since the producer was last connected (or since start, if it
+    /// never was); `None` while connected.
+    pub disconnected_for: Option<Duration>,
+    /// Records held: waiting plus in flight.
+    pub queued_records: usize,
+    /// Bytes held: waiting plus in flight.
+    pub queued_bytes: usize,
+    /// Records handed to the transport and not yet acknowledged.
+    pub in_flight: usize,
+    /// Age of the oldest record held.
+    pub oldest_queued_age: Option<Duration>,
+    /// Fullness of the queue in `[0, 1]`, by records or bytes, whichever is
+    /// fuller.
+    pub queue_fill: f64,
+    /// Records accepted since start.
+    pub accepted: u64,
+    /// Records the broker acknowledged.
+    pub delivered: u64,
+    /// Record retries after retriable failures.
+    pub retried: u64,
+    /// Records dead-lettered after a permanent failure.
+    pub dead_lettered: u64,
+    /// Records dropped by the overflow policy.
+    pub dropped: u64,
+    /// Records handed back at shutdown.
+    pub returned: u64,
+    /// Connect attempts made.
+    pub reconnect_attempts: u64,
+    /// Times an established link was lost (including hangs and fatal errors).
+    pub link_losses: u64,
+    /// The most recent error, if any.
+    pub last_error: Option<String>,
+}
+
+/// The overall verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// Connected, queue shallow and fresh.
+    Healthy,
+    /// Working, but something needs watching.
+    Degraded,
+    /// Events are piling up or not flowing.
+    Unhealthy,
+}
+
+/// A verdict with the reasons behind it (empty when healthy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why, one sentence each.
+    pub reasons: Vec<String>,
+}
+
+impl Health {
+    /// Applies the rules documented on [`HealthConfig`] to `stats`.
+    pub fn assess(stats: &Stats, rules: &HealthConfig) -> Self {
+        let mut unhealthy = Vec::new();
+        let mut degraded = Vec::new();
+        let fill = stats.queue_fill;
+        let age = stats.oldest_queued_age.unwrap_or_default();
+
+        if stats.state == State::Closed {
+            unhealthy.push("producer is closed".to_owned());
+        }
+        if let Some(down) = stats.disconnected_for {
+            if stats.state != State::Closed {
+                if down >= rules.unhealthy_after_disconnected {
+                    unhealthy.push(format!("not connected for {down:?}"));
+                } else {
+                    degraded.push(format!("not connected ({:?}) for {down:?}", stats.state));
+                }
+            }
+        }
+        if fill >= rules.unhealthy_queue_fill {
+            unhealthy.push(format!("queue {:.0}% full", fill * 100.0));
+        } else if fill >= rules.degraded_queue_fill {
+            degraded.push(format!("queue {:.0}% full", fill * 100.0));
+        }
+        if age >= rules.unhealthy_oldest_age {
+            unhealthy.push(format!("oldest queued record waited {age:?}"));
+        } else if age >= rules.degraded_oldest_age {
+            degraded.push(format!("oldest queued record waited {age:?}"));
+        }
+
+        if !unhealthy.is_empty() {
+            unhealthy.extend(degraded);
+            Health {
+                verdict: Verdict::Unhealthy,
+                reasons: unhealthy,
+            }
+        } else if !degraded.is_empty() {
+            Health {
+                verdict: Verdict::Degraded,
+                reasons: degraded,
+            }
+        } else {
+            Health {
+                verdict: Verdict::Healthy,
+                reasons: Vec::new(),
+            }
+        }
+    }
+}

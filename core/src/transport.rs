@@ -1,0 +1,185 @@
+//! The contract between the core and a Kafka client: the [`Transport`] trait,
+//! the events a transport reports, and how its errors are classified.
+//!
+//! # Contract
+//!
+//! A transport is a thin adapter. It never retries, backs off, expires or
+//! reorders records on its own: the core decides all of that. In detail:
+//!
+//! 1. [`Transport::connect`] starts a new session (abandoning any previous
+//!    one) and returns at once; the outcome arrives later as
+//!    [`TransportEvent::Connected`] or [`TransportEvent::ConnectFailed`].
+//!    After `connect` returns, the transport reports no event about a record
+//!    handed off before the call. Such a record may still reach the broker;
+//!    the core resends it and the copy is a duplicate that consumers drop by
+//!    its event id.
+//! 2. [`Transport::send`] only hands a record off; its outcome arrives later
+//!    as [`TransportEvent::Delivered`] or [`TransportEvent::Failed`]. An
+//!    `Err` from `send` means the record was not taken.
+//! 3. Per partition, records reach the broker in hand-off order and the
+//!    stored ones form a prefix of what was handed off in a session: when a
+//!    record fails, no record with the same key handed off after it in the
+//!    same session is stored ahead of its resend. Kafka's idempotent producer
+//!    gives exactly this.
+//! 4. [`Transport::next_event`] is the only method that waits and it is
+//!    cancel-safe: dropping its future loses no event.
+//! 5. Errors are classified once, by the transport, into an [`ErrorClass`].
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::record::{Record, RecordId};
+
+/// How the core treats a failure that a transport reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The connection to the cluster is gone (all brokers down, transport
+    /// failure): the core reconnects and resends unacknowledged records.
+    Link,
+    /// This record failed but may succeed later (for example a timeout): the
+    /// core retries it in order, after a backoff.
+    Retriable,
+    /// This record can never be delivered (too large, invalid topic, not
+    /// authorized): the core dead-letters it with the reason and moves on.
+    Permanent,
+    /// The transport's client is unusable (for example an idempotence fatal
+    /// error): the core reconnects, and the transport builds a new client on
+    /// the next [`Transport::connect`]; unacknowledged records are resent in
+    /// order.
+    Fatal,
+    /// The transport's own buffer is full: the core keeps the record and
+    /// pauses sending until [`TransportEvent::Ready`] or a short timer.
+    Backpressure,
+}
+
+/// A classified failure reported by a transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportError {
+    /// What the core should do about it.
+    pub class: ErrorClass,
+    /// Human-readable reason, for logs, stats and dead letters. Must not
+    /// contain secrets.
+    pub reason: String,
+}
+
+impl TransportError {
+    /// A failure of the given class.
+    pub fn new(class: ErrorClass, reason: impl Into<String>) -> Self {
+        Self {
+            class,
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`ErrorClass::Link`].
+    pub fn link(reason: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Link, reason)
+    }
+
+    /// Shorthand for [`ErrorClass::Retriable`].
+    pub fn retriable(reason: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Retriable, reason)
+    }
+
+    /// Shorthand for [`ErrorClass::Permanent`].
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Permanent, reason)
+    }
+
+    /// Shorthand for [`ErrorClass::Fatal`].
+    pub fn fatal(reason: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Fatal, reason)
+    }
+
+    /// Shorthand for [`ErrorClass::Backpressure`].
+    pub fn backpressure(reason: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Backpressure, reason)
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.class, self.reason)
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+/// The broker's acknowledgement of one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    /// The acknowledged record.
+    pub id: RecordId,
+    /// Partition the record was stored in, when the transport knows it.
+    pub partition: Option<i32>,
+    /// Offset the record was stored at, when the transport knows it.
+    pub offset: Option<i64>,
+}
+
+impl Ack {
+    /// An acknowledgement with no partition or offset information.
+    pub fn new(id: RecordId) -> Self {
+        Self {
+            id,
+            partition: None,
+            offset: None,
+        }
+    }
+}
+
+/// Something that happened in the transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportEvent {
+    /// The session started by the last [`Transport::connect`] is up.
+    Connected,
+    /// The session started by the last [`Transport::connect`] failed.
+    ConnectFailed(String),
+    /// The connection to the cluster is gone.
+    LinkLost(String),
+    /// The client is unusable and must be rebuilt (on the next `connect`).
+    Fatal(String),
+    /// The broker acknowledged a record (with `acks=all`).
+    Delivered(Ack),
+    /// A record failed; the class says what to do.
+    Failed {
+        /// The record that failed.
+        id: RecordId,
+        /// Why, and what to do about it.
+        error: TransportError,
+    },
+    /// Room is back after an [`ErrorClass::Backpressure`] failure.
+    Ready,
+}
+
+/// A Kafka client as the core sees it. See the [module docs](self) for the
+/// contract every implementation must keep.
+#[async_trait]
+pub trait Transport: Send {
+    /// Starts a new session, abandoning any previous one. Returns at once;
+    /// the outcome is reported by [`Transport::next_event`].
+    fn connect(&mut self);
+
+    /// Hands one record off. Returns at once; the outcome is reported by
+    /// [`Transport::next_event`].
+    ///
+    /// # Errors
+    ///
+    /// A classified failure when the record was not taken.
+    fn send(&mut self, id: RecordId, record: &Record) -> Result<(), TransportError>;
+
+    /// Returns an event that is ready now, without waiting. Lets the driver
+    /// drain events in batches; the default says nothing is ready.
+    fn try_next_event(&mut self) -> Option<TransportEvent> {
+        None
+    }
+
+    /// Waits for the next event. Must be cancel-safe.
+    async fn next_event(&mut self) -> TransportEvent;
+
+    /// Delivers what it can within `timeout`, then releases the client.
+    async fn close(&mut self, timeout: Duration);
+}
