@@ -2,6 +2,8 @@
 //! application's futures are polled by hand, time moves only when the test
 //! moves it, and a scripted transport answers exactly as told.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -304,7 +306,7 @@ fn hung_connect_times_out_on_the_fake_clock() {
 fn flush_waits_for_acknowledgements_and_times_out_on_the_fake_clock() {
     let mut h = Harness::new(config().build().unwrap());
     h.connect();
-    let _ = h.producer.try_send(rec("a")).unwrap();
+    drop(h.producer.try_send(rec("a")).unwrap());
     h.run();
     let p = h.producer.clone();
     let mut flush = Box::pin(p.flush(Duration::from_secs(3)));
@@ -316,7 +318,7 @@ fn flush_waits_for_acknowledgements_and_times_out_on_the_fake_clock() {
     assert_eq!(poll_once(&mut flush), Poll::Ready(Ok(())));
     assert_eq!(h.producer.state(), State::Connected);
 
-    let _ = h.producer.try_send(rec("b")).unwrap();
+    drop(h.producer.try_send(rec("b")).unwrap());
     h.run();
     let p = h.producer.clone();
     let mut flush = Box::pin(p.flush(Duration::from_secs(3)));
@@ -375,7 +377,7 @@ fn block_policy_waits_for_room_then_gives_up_at_its_timeout() {
     let mut h = Harness::new(cfg);
     h.connect();
     for k in ["a", "b"] {
-        let _ = h.producer.try_send(rec(k)).unwrap();
+        drop(h.producer.try_send(rec(k)).unwrap());
     }
     h.run();
     let p = h.producer.clone();
@@ -389,7 +391,7 @@ fn block_policy_waits_for_room_then_gives_up_at_its_timeout() {
     );
 
     h.run();
-    let _ = h.producer.try_send(rec("d")).unwrap();
+    drop(h.producer.try_send(rec("d")).unwrap());
     let p = h.producer.clone();
     let mut blocked = Box::pin(p.send(rec("e")));
     assert!(poll_once(&mut blocked).is_pending());
@@ -434,7 +436,7 @@ fn link_errors_from_send_reconnect_and_resend_in_order() {
     h.transport.0.lock().unwrap().refuse_sends = true;
     h.connect();
     for k in ["a", "b"] {
-        let _ = h.producer.try_send(rec(k)).unwrap();
+        drop(h.producer.try_send(rec(k)).unwrap());
     }
     h.run();
     assert_eq!(h.producer.state(), State::Disconnected);
@@ -478,7 +480,7 @@ fn dropping_the_driver_abandons_handles_and_close_still_returns_records() {
 #[test]
 fn dropping_every_handle_delivers_for_the_grace_period_then_dead_letters() {
     let mut h = Harness::new(config().build().unwrap());
-    let _ = h.producer.try_send(rec("a")).unwrap();
+    drop(h.producer.try_send(rec("a")).unwrap());
     let producer = std::mem::replace(
         &mut h.producer,
         Producer::builder(config().build().unwrap())

@@ -18,6 +18,8 @@
 //! shutdown ends by its deadline. At the end the faults stop and everything
 //! still held must be delivered.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -309,7 +311,7 @@ impl Sim {
                 let target = self.machine.flush(self.now);
                 prop_assert_eq!(
                     target,
-                    (self.accepted > 0).then(|| RecordId(self.accepted as u64))
+                    (self.accepted > 0).then_some(RecordId(self.accepted as u64))
                 );
             }
             Op::Shutdown { in_ms } => {
