@@ -10,10 +10,12 @@
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::event::{Command, Event};
 use crate::machine::Machine;
+use crate::record::RecordId;
+use crate::spool::{SPOOL_CLOSE_GRACE, Spool};
 use crate::state::State;
 use crate::transport::Transport;
 
@@ -32,6 +34,8 @@ pub(crate) struct Driver<T> {
     shared: Arc<Shared>,
     transport: T,
     sleep: Option<(Instant, BoxFuture)>,
+    /// Records settled in a round, for the spool.
+    settled: Vec<RecordId>,
 }
 
 enum Round {
@@ -46,19 +50,38 @@ impl<T: Transport> Driver<T> {
             shared,
             transport,
             sleep: None,
+            settled: Vec::new(),
         }
     }
 
-    /// Runs until the machine is closed, then closes the transport.
+    /// Runs until the machine is closed, then closes the transport and the
+    /// spool.
     pub(crate) async fn run(mut self) {
         poll_fn(|cx| self.poll_until_closed(cx)).await;
-        let timeout = {
+        if let Some((spool, _)) = &self.shared.spool {
+            spool.close(); // its final write and fsync run while the transport closes
+        }
+        let (timeout, deadline) = {
             let g = self.shared.lock();
             let now = self.shared.runtime.now();
-            g.close_deadline
-                .map_or(Duration::ZERO, |d| d.saturating_duration_since(now))
+            let deadline = g.close_deadline.unwrap_or(now);
+            (deadline.saturating_duration_since(now), deadline)
         };
         self.transport.close(timeout).await;
+        if let Some((_, signal)) = &self.shared.spool {
+            let mut sleep = self
+                .shared
+                .runtime
+                .sleep_until(deadline + SPOOL_CLOSE_GRACE);
+            poll_fn(|cx| {
+                if signal.poll_done(cx).is_ready() || sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+                Poll::Pending
+            })
+            .await;
+            settle_spool_returns(&self.shared);
+        }
         tracing::debug!("driver stopped");
     }
 
@@ -91,7 +114,15 @@ impl<T: Transport> Driver<T> {
             }
             let (commands, closed) = run_commands(&mut self.transport, &mut g.machine, now);
             busy |= commands > 0;
-            busy |= settle(&mut g, &mut completions, &mut dead, &mut wake);
+            let spool = self.shared.spool.as_ref().map(|(s, _)| &**s);
+            busy |= settle(
+                &mut g,
+                spool,
+                &mut self.settled,
+                &mut completions,
+                &mut dead,
+                &mut wake,
+            );
             (busy, closed, g.machine.poll_timeout())
         };
         completions.run();
@@ -140,6 +171,7 @@ impl<T> Drop for Driver<T> {
     /// any more. Open handles learn it; records still held stay in the
     /// machine for `close` to hand back.
     fn drop(&mut self) {
+        settle_spool_returns(&self.shared); // if the executor dropped us mid-close
         let mut g = self.shared.lock();
         g.stopped = true;
         let mut completions = Completions::default();
@@ -152,6 +184,46 @@ impl<T> Drop for Driver<T> {
         drop(g);
         completions.run();
         wake_all(wake);
+    }
+}
+
+/// Decides, once the spool has synced what it could, what happens to
+/// the records the machine handed back: Durable ones stay in the spool
+/// for the next start; the others go back to the application (or to
+/// the dead-letter handler when every handle was dropped).
+fn settle_spool_returns(shared: &Shared) {
+    let Some((_, signal)) = &shared.spool else {
+        return;
+    };
+    let through = signal.durable_through();
+    let mut completions = Completions::default();
+    let mut dead = Vec::new();
+    let mut g = shared.lock();
+    let mut kept = 0usize;
+    for (id, record) in std::mem::take(&mut g.spool_returns) {
+        if id <= through {
+            kept += 1;
+            completions.push(g.slots.take(id), Err(DeliveryError::Spooled));
+        } else if g.abandoned {
+            completions.push(g.slots.take(id), Err(DeliveryError::Abandoned));
+            dead.push(DeadLetter::new(id, record, DeadLetterReason::Abandoned));
+        } else {
+            completions.push(g.slots.take(id), Err(DeliveryError::Returned));
+            g.returned.push(record);
+        }
+    }
+    let handed_back = g.returned.len() + dead.len();
+    drop(g);
+    if kept > 0 || handed_back > 0 {
+        tracing::info!(
+            kept_in_spool = kept,
+            handed_back,
+            "closed: undelivered Durable records stay in the spool for the next start"
+        );
+    }
+    completions.run();
+    for letter in dead {
+        (shared.dead_letters)(letter);
     }
 }
 
@@ -211,10 +283,12 @@ fn run_commands<T: Transport>(
     (n, closed)
 }
 
-/// Turns the machine's events into outcomes, dead letters and wake-ups;
-/// true if there were any.
+/// Turns the machine's events into outcomes, dead letters and wake-ups, and
+/// tells the spool what settled; true if there were any events.
 fn settle(
     g: &mut Inner,
+    spool: Option<&dyn Spool>,
+    settled_ids: &mut Vec<RecordId>,
     completions: &mut Completions,
     dead: &mut Vec<DeadLetter>,
     wake: &mut Vec<Waker>,
@@ -226,10 +300,12 @@ fn settle(
         match event {
             Event::Delivered(ack) => {
                 settled = true;
+                settled_ids.push(ack.id);
                 completions.push(g.slots.take(ack.id), Ok(ack));
             }
             Event::DeadLettered { id, record, reason } => {
                 settled = true;
+                settled_ids.push(id);
                 let outcome = Err(DeliveryError::DeadLettered {
                     reason: reason.clone(),
                 });
@@ -242,12 +318,16 @@ fn settle(
             }
             Event::Dropped { id, record } => {
                 settled = true;
+                settled_ids.push(id);
                 completions.push(g.slots.take(id), Err(DeliveryError::Dropped));
                 dead.push(DeadLetter::new(id, record, DeadLetterReason::Overflow));
             }
             Event::Returned { id, record } => {
                 settled = true;
-                if g.abandoned {
+                if spool.is_some() {
+                    // Decided once the spool's final fsync is done.
+                    g.spool_returns.push((id, record));
+                } else if g.abandoned {
                     completions.push(g.slots.take(id), Err(DeliveryError::Abandoned));
                     dead.push(DeadLetter::new(id, record, DeadLetterReason::Abandoned));
                 } else {
@@ -264,6 +344,10 @@ fn settle(
             }
         }
     }
+    if let Some(spool) = spool.filter(|_| !settled_ids.is_empty()) {
+        spool.settled(settled_ids, g.machine.oldest_held());
+    }
+    settled_ids.clear();
     if settled {
         wake.append(&mut g.progress);
     }
