@@ -97,6 +97,16 @@ pub trait Spool: Send + Sync + 'static {
     /// the fsync policy), then report [`SpoolSignal::closed`]. Must not
     /// block.
     fn close(&self);
+
+    /// Settled records whose settle marks are not yet where a crash of the
+    /// process would keep them (written to the file). The driver keeps the
+    /// records in flight plus these within `max_in_flight`, so that after a
+    /// crash at most `max_in_flight` records are sent again; a spool calls
+    /// [`SpoolSignal::progress`] when this falls. Default: 0 (marks are
+    /// recorded as they are reported).
+    fn unrecorded(&self) -> usize {
+        0
+    }
 }
 
 /// How a spool reports back to the producer: which records are Durable,
@@ -117,6 +127,8 @@ struct SignalInner {
 struct SignalState {
     failed: Option<String>,
     closed: bool,
+    /// The driver, waiting for the spool to write settle marks.
+    driver: Option<Waker>,
     /// Futures waiting for an id to become Durable, by id.
     waiters: BTreeMap<u64, Vec<Waker>>,
     /// Waiting for `closed`.
@@ -182,6 +194,23 @@ impl SpoolSignal {
         drop(s);
         close.into_iter().for_each(Waker::wake);
         due.into_values().flatten().for_each(Waker::wake);
+    }
+
+    /// The spool wrote down settle marks ([`Spool::unrecorded`] fell):
+    /// wakes the driver if it paused sending for them.
+    pub fn progress(&self) {
+        let waker = self.lock().driver.take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Registers the driver to be woken by [`SpoolSignal::progress`].
+    pub(crate) fn wait_progress(&self, waker: &Waker) {
+        let mut s = self.lock();
+        if !s.driver.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            s.driver = Some(waker.clone());
+        }
     }
 
     /// Every appended record up to this id is Durable.

@@ -17,7 +17,7 @@ use crate::machine::Machine;
 use crate::record::RecordId;
 use crate::spool::{SPOOL_CLOSE_GRACE, Spool};
 use crate::state::State;
-use crate::transport::Transport;
+use crate::transport::{Transport, TransportError, TransportEvent};
 
 use super::delivery::{Completions, DeadLetter, DeadLetterReason, DeliveryError};
 use super::runtime::BoxFuture;
@@ -36,6 +36,8 @@ pub(crate) struct Driver<T> {
     sleep: Option<(Instant, BoxFuture)>,
     /// Records settled in a round, for the spool.
     settled: Vec<RecordId>,
+    /// Sending is paused until the spool writes down settled records.
+    spool_paused: bool,
 }
 
 enum Round {
@@ -51,6 +53,7 @@ impl<T: Transport> Driver<T> {
             transport,
             sleep: None,
             settled: Vec::new(),
+            spool_paused: false,
         }
     }
 
@@ -112,9 +115,34 @@ impl<T: Transport> Driver<T> {
                 g.machine.handle_timeout(now);
                 busy = true;
             }
-            let (commands, closed) = run_commands(&mut self.transport, &mut g.machine, now);
-            busy |= commands > 0;
             let spool = self.shared.spool.as_ref().map(|(s, _)| &**s);
+            // Settle before sending too: the spool then counts the records
+            // just acknowledged as unrecorded before the window refills.
+            busy |= settle(
+                &mut g,
+                spool,
+                &mut self.settled,
+                &mut completions,
+                &mut dead,
+                &mut wake,
+            );
+            if let (true, Some((s, signal))) = (self.spool_paused, &self.shared.spool) {
+                if g.machine.in_flight() + s.unrecorded() < g.machine.config().max_in_flight() {
+                    self.spool_paused = false;
+                    g.machine.handle_transport(TransportEvent::Ready, now);
+                } else {
+                    signal.wait_progress(cx.waker());
+                }
+            }
+            let (commands, closed, paused) =
+                run_commands(&mut self.transport, &mut g.machine, spool, now);
+            if paused {
+                self.spool_paused = true;
+                if let Some((_, signal)) = &self.shared.spool {
+                    signal.wait_progress(cx.waker());
+                }
+            }
+            busy |= commands > 0;
             busy |= settle(
                 &mut g,
                 spool,
@@ -253,21 +281,39 @@ fn drain_transport<T: Transport>(
     n > 0
 }
 
-/// Carries out the machine's commands; returns how many and whether the
-/// machine closed.
+/// Carries out the machine's commands; returns how many, whether the
+/// machine closed, and whether sending paused for the spool.
+///
+/// With a spool, a record is sent only while the records in flight plus
+/// those acknowledged but whose settle marks the spool has not yet written
+/// stay within `max_in_flight`: after a crash, at most `max_in_flight`
+/// records are sent again. Otherwise the record goes back as back-pressure
+/// (the machine retries on `Ready`, fed when the spool catches up, or after
+/// its short pause).
 fn run_commands<T: Transport>(
     transport: &mut T,
     machine: &mut Machine,
+    spool: Option<&dyn Spool>,
     now: Instant,
-) -> (usize, bool) {
+) -> (usize, bool, bool) {
     let mut closed = false;
+    let mut paused = false;
     let mut n = 0;
+    let max_in_flight = machine.config().max_in_flight();
     while n < BATCH {
+        let in_flight = machine.in_flight();
         let refused = match machine.poll_command(now) {
             None => break,
             Some(Command::Connect) => {
                 transport.connect();
                 None
+            }
+            Some(Command::Send { id, .. })
+                if spool.is_some_and(|s| in_flight + 1 + s.unrecorded() > max_in_flight) =>
+            {
+                paused = true;
+                let reason = "spool: settle marks of acknowledged records not yet written";
+                Some((id, TransportError::backpressure(reason)))
             }
             Some(Command::Send { id, record }) => transport.send(id, record).err().map(|e| (id, e)),
             Some(Command::Close) => {
@@ -280,7 +326,7 @@ fn run_commands<T: Transport>(
         }
         n += 1;
     }
-    (n, closed)
+    (n, closed, paused)
 }
 
 /// Turns the machine's events into outcomes, dead letters and wake-ups, and
@@ -345,7 +391,10 @@ fn settle(
         }
     }
     if let Some(spool) = spool.filter(|_| !settled_ids.is_empty()) {
-        spool.settled(settled_ids, g.machine.oldest_held());
+        // Records handed back at shutdown are still unsettled in the spool.
+        let kept = g.spool_returns.first().map(|(id, _)| *id);
+        let oldest = g.machine.oldest_held().into_iter().chain(kept).min();
+        spool.settled(settled_ids, oldest);
     }
     settled_ids.clear();
     if settled {
