@@ -148,15 +148,15 @@ impl SpoolConfigBuilder {
                 ),
             );
         }
-        if let FsyncPolicy::Interval(d) = c.fsync {
-            if d.is_zero() || d > Duration::from_secs(60) {
-                return bad(
-                    "fsync",
-                    format!(
-                        "Interval({d:?}) must be above zero and at most 60 s (use Always for no delay)"
-                    ),
-                );
-            }
+        if let FsyncPolicy::Interval(d) = c.fsync
+            && (d.is_zero() || d > Duration::from_secs(60))
+        {
+            return bad(
+                "fsync",
+                format!(
+                    "Interval({d:?}) must be above zero and at most 60 s (use Always for no delay)"
+                ),
+            );
         }
         Ok(c)
     }

@@ -7,7 +7,7 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
@@ -19,10 +19,9 @@ use crate::error::SpoolError;
 use crate::format::{self, FRAME_HEADER_LEN, FrameKind, SEGMENT_HEADER_LEN};
 use crate::fs::{lock_dir, segment_path, sync_dir};
 use crate::recovery::{RecoveryReport, recover};
-use crate::writer::Writer;
+use crate::writer::{Files, FilesMutex, Threads};
 
-/// The writer is woken early (Interval policy) or writes without waiting
-/// for the tick once this many bytes are buffered.
+/// Write buffers larger than this are not kept for reuse.
 pub(crate) const HIGH_WATER: usize = 4 << 20;
 
 /// A durable on-disk spool for a [`Producer`](robust_producer::Producer):
@@ -40,20 +39,20 @@ pub struct DiskSpool {
 
 struct Handle {
     core: Arc<Core>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
         self.core.request_close();
-        let thread = self
-            .thread
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(t) = thread {
+        let threads = std::mem::take(
+            self.threads
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for t in threads {
             if t.join().is_err() {
-                tracing::error!("spool writer thread panicked");
+                tracing::error!("a spool thread panicked");
             }
         }
     }
@@ -64,22 +63,28 @@ pub(crate) struct Core {
     pub(crate) config: SpoolConfig,
     pub(crate) report: RecoveryReport,
     pub(crate) state: Mutex<State>,
-    /// Wakes the writer.
-    pub(crate) wake: Condvar,
+    /// The segment files; taken before `state` when both are needed.
+    pub(crate) files: FilesMutex,
+    /// Wakes the writer thread.
+    pub(crate) wake_writer: Condvar,
+    /// Wakes the syncer thread.
+    pub(crate) wake_syncer: Condvar,
     pub(crate) fsyncs: AtomicU64,
     pub(crate) bytes_written: AtomicU64,
+    /// Settled records whose settle marks are buffered, not yet written.
+    pub(crate) unrecorded: AtomicUsize,
     /// Held for the spool's lifetime: the directory's lock.
     _lock: File,
 }
 
-/// How the writer waits.
+/// How a spool thread waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WriterWait {
-    /// Working: it will look at the buffer again by itself.
+pub(crate) enum Waiting {
+    /// Working (or woken): it looks at the state again by itself.
     Busy,
     /// Asleep until woken.
     Idle,
-    /// Asleep until its next tick (Interval policy).
+    /// Asleep until its next tick (the syncer, Interval policy).
     Tick,
 }
 
@@ -116,6 +121,8 @@ pub(crate) struct State {
     pub(crate) rolls: Vec<(usize, u64)>,
     /// The last record id in `buf`.
     pub(crate) buf_last_id: Option<u64>,
+    /// Settled records whose marks are in `buf`.
+    pub(crate) buf_settles: usize,
     /// The segments, oldest first; the last is the one appended to.
     pub(crate) segments: VecDeque<Seg>,
     /// Offset of the end of the byte stream, buffered bytes included.
@@ -123,9 +130,10 @@ pub(crate) struct State {
     pub(crate) next_index: u64,
     /// Every record up to this sequence number has settled.
     pub(crate) watermark: u64,
-    pub(crate) writer: WriterWait,
-    /// The file the writer starts with (taken when the session starts).
-    pub(crate) first_file: Option<(u64, File)>,
+    /// The last record id written to a file and not yet reported Durable.
+    pub(crate) written_id: Option<u64>,
+    pub(crate) writer: Waiting,
+    pub(crate) syncer: Waiting,
     pub(crate) closing: bool,
     pub(crate) closed: bool,
     pub(crate) failed: Option<String>,
@@ -241,12 +249,14 @@ impl DiskSpool {
             buf: Vec::new(),
             rolls: Vec::new(),
             buf_last_id: None,
+            buf_settles: 0,
             segments,
             head,
             next_index: index + 1,
             watermark: rec.watermark,
-            writer: WriterWait::Busy,
-            first_file: Some((index, file)),
+            written_id: None,
+            writer: Waiting::Busy,
+            syncer: Waiting::Busy,
             closing: false,
             closed: false,
             failed: None,
@@ -258,15 +268,18 @@ impl DiskSpool {
             config,
             report: rec.report,
             state: Mutex::new(state),
-            wake: Condvar::new(),
+            files: Mutex::new(Files::new(index, file)),
+            wake_writer: Condvar::new(),
+            wake_syncer: Condvar::new(),
             fsyncs: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
+            unrecorded: AtomicUsize::new(0),
             _lock: lock,
         });
         Ok(Self {
             handle: Arc::new(Handle {
                 core,
-                thread: Mutex::new(None),
+                threads: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -310,19 +323,30 @@ impl Core {
         let mut st = self.lock();
         st.closing = true;
         drop(st);
-        self.wake.notify_one();
+        self.wake_writer.notify_all();
+        self.wake_syncer.notify_all();
     }
 
-    /// Wakes the writer if it sleeps and has reason to look.
-    fn nudge(&self, st: &mut State) {
-        let wake = match st.writer {
-            WriterWait::Busy => false,
-            WriterWait::Idle => true,
-            WriterWait::Tick => st.buf.len() >= HIGH_WATER,
-        };
-        if wake {
-            st.writer = WriterWait::Busy;
-            self.wake.notify_one();
+    /// Wakes the spool thread that has work now, if it sleeps: new records
+    /// go to an idle syncer (it writes and syncs them in one go), anything
+    /// else buffered to the writer; a possible segment deletion wakes the
+    /// syncer, which does the deleting.
+    fn nudge(&self, st: &mut State, records: bool) {
+        let deletion = st.segments.len() > 1
+            && st
+                .segments
+                .get(1)
+                .is_some_and(|s| st.oldest_held.is_none_or(|o| s.first_id <= o));
+        let syncs = self.config.fsync().syncs();
+        let mut writer = !st.buf.is_empty();
+        if st.syncer == Waiting::Idle && (deletion || (records && syncs)) {
+            st.syncer = Waiting::Busy;
+            self.wake_syncer.notify_one();
+            writer &= !(records && syncs); // the syncer writes them
+        }
+        if writer && st.writer == Waiting::Idle {
+            st.writer = Waiting::Busy;
+            self.wake_writer.notify_one();
         }
     }
 
@@ -408,8 +432,7 @@ impl Spool for DiskSpool {
     fn open_session(&self, signal: SpoolSignal) -> Result<Vec<Record>, String> {
         let core = &self.handle.core;
         let mut st = core.lock();
-        let (Some(records), Some((index, file))) = (st.recovered.take(), st.first_file.take())
-        else {
+        let Some(records) = st.recovered.take() else {
             return Err(format!(
                 "the spool in {} already served a session; open it again for a new producer",
                 core.config.dir().display()
@@ -417,17 +440,24 @@ impl Spool for DiskSpool {
         };
         st.signal = Some(signal.clone());
         drop(st);
-        let writer = Writer::new(Arc::clone(core), signal.clone(), index, file);
-        let thread = std::thread::Builder::new()
+        let threads = Threads::new(Arc::clone(core), signal.clone());
+        let syncer = threads.clone();
+        let spawned = std::thread::Builder::new()
             .name("spool-writer".to_owned())
-            .spawn(move || writer.run());
-        match thread {
-            Ok(t) => {
+            .spawn(move || threads.run_writer())
+            .and_then(|w| {
+                let s = std::thread::Builder::new()
+                    .name("spool-syncer".to_owned())
+                    .spawn(move || syncer.run_syncer())?;
+                Ok(vec![w, s])
+            });
+        match spawned {
+            Ok(all) => {
                 *self
                     .handle
-                    .thread
+                    .threads
                     .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(t);
+                    .unwrap_or_else(PoisonError::into_inner) = all;
                 Ok(records)
             }
             Err(e) => {
@@ -491,7 +521,7 @@ impl Spool for DiskSpool {
         // A record just appended is held: the oldest held is it, unless an
         // older one still is.
         st.oldest_held.get_or_insert(id.0);
-        core.nudge(&mut st);
+        core.nudge(&mut st, true);
     }
 
     fn settled(&self, ids: &[RecordId], oldest_held: Option<RecordId>) {
@@ -506,7 +536,7 @@ impl Spool for DiskSpool {
         seqs.extend(ids.iter().filter_map(|id| st.seq_of(id.0)));
         if seqs.is_empty() {
             st.seqs = seqs;
-            core.nudge(&mut st); // the oldest held record moved: maybe a segment to delete
+            core.nudge(&mut st, false); // the oldest held record moved: maybe a segment to delete
             return;
         }
         seqs.sort_unstable();
@@ -525,13 +555,19 @@ impl Spool for DiskSpool {
             format::settled_payload(&ranges, out);
         });
         st.grew(frame);
+        st.buf_settles += seqs.len();
+        core.unrecorded.fetch_add(seqs.len(), Ordering::AcqRel);
         st.seqs = seqs;
         st.ranges = ranges;
-        core.nudge(&mut st);
+        core.nudge(&mut st, false);
     }
 
     fn close(&self) {
         self.handle.core.request_close();
+    }
+
+    fn unrecorded(&self) -> usize {
+        self.handle.core.unrecorded.load(Ordering::Acquire)
     }
 }
 

@@ -1,15 +1,30 @@
-//! The spool's writer thread: takes the buffered frames, writes them to the
-//! segment files, fsyncs as the policy says, reports what is Durable, and
-//! deletes segments whose records have all settled (after syncing the
-//! ledger). An I/O error stops it for good: the spool fails with the error,
-//! and fsync is never retried (after a failed fsync the kernel may have
-//! dropped the dirty pages; a retry that succeeds would prove nothing).
+//! The spool's threads.
+//!
+//! * The **writer** writes buffered frames (records and settle marks) to the
+//!   segment files as soon as they arrive, so that they reach the page
+//!   cache within microseconds — a process crash then loses almost no
+//!   settle marks, which bounds the records sent twice after it.
+//! * The **syncer** (policies `Always` and `Interval`) writes what is still
+//!   buffered, fdatasyncs every segment written since its last round (and
+//!   the directory if a segment was created), then reports the records
+//!   written before the fsync as Durable. It also deletes segments whose
+//!   records have all settled: ledger first (synced), then the files, then
+//!   a directory fsync. While it waits for an fsync the writer keeps
+//!   writing, and records arriving meanwhile share the next fsync.
+//! * With `Never` the writer reports records Durable once written, and the
+//!   syncer only deletes segments and does the final round at close.
+//!
+//! Both threads write under one file mutex, taking the buffer under it, so
+//! frames reach the files in the order they were appended. An I/O error
+//! stops the spool for good: it fails with the error, and fsync is never
+//! retried (after a failed fsync the kernel may have dropped the dirty
+//! pages; a retry that succeeds would prove nothing).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use robust_producer::{RecordId, SpoolSignal};
@@ -19,41 +34,55 @@ use crate::config::FsyncPolicy;
 use crate::error::SpoolError;
 use crate::format::{self, Ledger};
 use crate::fs::{segment_path, sync_dir, write_ledger};
-use crate::spool::{Core, HIGH_WATER, State, WriterWait};
+use crate::spool::{Core, HIGH_WATER, State, Waiting};
 
-/// One round of work taken from the shared state.
-struct Job {
-    bytes: Vec<u8>,
-    rolls: Vec<(usize, u64)>,
-    last_id: Option<u64>,
-    close: bool,
-    /// Whether the Interval tick is due.
-    due: bool,
+/// The segment files being written, behind the file mutex.
+pub(crate) struct Files {
+    /// The segment being written.
+    current: Arc<File>,
+    index: u64,
+    /// `current` was written since the syncer last took it.
+    dirty: bool,
+    /// Earlier segments written since their last fsync.
+    unsynced: Vec<(u64, Arc<File>)>,
+    /// A segment was created since the last directory fsync.
+    dir_dirty: bool,
+    /// A spare buffer, swapped with the shared one.
+    spare: Vec<u8>,
 }
 
-pub(crate) struct Writer {
+impl Files {
+    pub(crate) fn new(index: u64, file: File) -> Self {
+        Self {
+            current: Arc::new(file),
+            index,
+            dirty: false,
+            unsynced: Vec::new(),
+            dir_dirty: false,
+            spare: Vec::new(),
+        }
+    }
+}
+
+/// What one fsync round covers.
+struct SyncPlan {
+    files: Vec<(u64, Arc<File>)>,
+    dir: bool,
+    /// Records up to this id become Durable when it succeeds.
+    through: Option<u64>,
+}
+
+/// The threads' shared context.
+#[derive(Clone)]
+pub(crate) struct Threads {
     core: Arc<Core>,
     signal: SpoolSignal,
     dir: PathBuf,
     policy: FsyncPolicy,
-    /// The segment being written.
-    file: File,
-    index: u64,
-    /// Bytes written to `file` since its last fsync.
-    dirty: bool,
-    /// Earlier segments with writes not yet fsynced.
-    unsynced: Vec<(u64, File)>,
-    /// A segment was created since the last directory fsync.
-    dir_dirty: bool,
-    /// The last record id written but not yet reported Durable.
-    pending: Option<u64>,
-    last_sync: Instant,
-    /// A spare buffer, swapped with the shared one each round.
-    spare: Vec<u8>,
 }
 
-impl Writer {
-    pub(crate) fn new(core: Arc<Core>, signal: SpoolSignal, index: u64, file: File) -> Self {
+impl Threads {
+    pub(crate) fn new(core: Arc<Core>, signal: SpoolSignal) -> Self {
         let dir = core.config.dir().to_owned();
         let policy = core.config.fsync();
         Self {
@@ -61,142 +90,182 @@ impl Writer {
             signal,
             dir,
             policy,
-            file,
-            index,
-            dirty: false,
-            unsynced: Vec::new(),
-            dir_dirty: false,
-            pending: None,
-            last_sync: Instant::now(),
-            spare: Vec::new(),
         }
     }
 
-    pub(crate) fn run(mut self) {
+    fn files(&self) -> MutexGuard<'_, Files> {
+        self.core
+            .files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The writer thread: writes buffered frames as soon as they come; with
+    /// `Never`, reports them Durable once written.
+    pub(crate) fn run_writer(self) {
         loop {
-            let Some(job) = self.next_job() else { return };
-            let close = job.close;
-            if let Err(e) = self.work(job) {
+            {
+                let mut st = self.core.lock();
+                loop {
+                    if st.failed.is_some() || st.closed || st.closing {
+                        return; // the syncer does the final round
+                    }
+                    if !st.buf.is_empty() {
+                        break;
+                    }
+                    st.writer = Waiting::Idle;
+                    st = self
+                        .core
+                        .wake_writer
+                        .wait(st)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                st.writer = Waiting::Busy;
+            }
+            if let Err(e) = self.write_pending() {
                 self.fail(&e);
                 return;
             }
-            if close {
+            if !self.policy.syncs() {
+                self.report_written();
+            }
+        }
+    }
+
+    /// `Never`: records written are Durable.
+    fn report_written(&self) {
+        let through = self.core.lock().written_id.take();
+        if let Some(id) = through {
+            self.signal.durable(RecordId(id));
+        }
+    }
+
+    /// The syncer thread: fsyncs (`Always`, `Interval`), deletes settled
+    /// segments, and does the final round at close.
+    pub(crate) fn run_syncer(self) {
+        let syncs = self.policy.syncs();
+        let mut last_sync = Instant::now();
+        loop {
+            let closing = {
+                let mut st = self.core.lock();
+                loop {
+                    if st.failed.is_some() || st.closed {
+                        return;
+                    }
+                    let now = Instant::now();
+                    let tick = match self.policy {
+                        FsyncPolicy::Interval(d) => Some(last_sync + d),
+                        FsyncPolicy::Always | FsyncPolicy::Never => None,
+                    };
+                    let due = tick.is_none_or(|t| t <= now);
+                    let records = syncs && (st.buf_last_id.is_some() || st.written_id.is_some());
+                    if st.closing || (due && records) || self.deletable(&st, None) > 0 {
+                        break;
+                    }
+                    match tick {
+                        Some(t) if records => {
+                            st.syncer = Waiting::Tick;
+                            let wait = t.saturating_duration_since(now);
+                            st = self
+                                .core
+                                .wake_syncer
+                                .wait_timeout(st, wait)
+                                .map_or_else(|p| p.into_inner().0, |(g, _)| g);
+                        }
+                        _ => {
+                            st.syncer = Waiting::Idle;
+                            st = self
+                                .core
+                                .wake_syncer
+                                .wait(st)
+                                .unwrap_or_else(PoisonError::into_inner);
+                        }
+                    }
+                }
+                st.syncer = Waiting::Busy;
+                st.closing
+            };
+            let round = self.write_pending().and_then(|()| {
+                if syncs || closing {
+                    let plan = self.plan(closing);
+                    self.sync(&plan)?; // close syncs whatever the policy
+                    if let Some(id) = plan.through {
+                        self.signal.durable(RecordId(id));
+                    }
+                } else {
+                    self.report_written();
+                }
+                self.delete_settled()?;
+                if closing {
+                    self.finish()?;
+                }
+                Ok(())
+            });
+            last_sync = Instant::now();
+            if let Err(e) = round {
+                self.fail(&e);
+                return;
+            }
+            if closing {
                 return;
             }
         }
     }
 
-    /// Waits for work and takes it.
-    fn next_job(&mut self) -> Option<Job> {
-        let core = Arc::clone(&self.core);
-        let mut st = core.lock();
-        loop {
-            if st.failed.is_some() || st.closed {
-                return None;
-            }
-            let now = Instant::now();
-            let tick = match self.policy {
-                FsyncPolicy::Interval(d) => Some(self.last_sync + d),
-                FsyncPolicy::Always | FsyncPolicy::Never => None,
-            };
-            let due = tick.is_none_or(|t| t <= now);
-            let deletable = self.deletable(&st) > 0;
-            let unsynced = self.pending.is_some();
-            let ready = st.closing
-                || deletable
-                || match self.policy {
-                    FsyncPolicy::Always | FsyncPolicy::Never => !st.buf.is_empty(),
-                    FsyncPolicy::Interval(_) => {
-                        (due && (!st.buf.is_empty() || unsynced)) || st.buf.len() >= HIGH_WATER
-                    }
-                };
-            if ready {
-                st.writer = WriterWait::Busy;
-                let bytes = std::mem::replace(&mut st.buf, std::mem::take(&mut self.spare));
-                return Some(Job {
-                    bytes,
-                    rolls: std::mem::take(&mut st.rolls),
-                    last_id: st.buf_last_id.take(),
-                    close: st.closing,
-                    due,
-                });
-            }
-            match tick {
-                Some(t) if !st.buf.is_empty() || unsynced => {
-                    st.writer = WriterWait::Tick;
-                    let wait = t.saturating_duration_since(now);
-                    st = core
-                        .wake
-                        .wait_timeout(st, wait)
-                        .map(|(g, _)| g)
-                        .unwrap_or_else(|p| p.into_inner().0);
-                }
-                _ => {
-                    st.writer = WriterWait::Idle;
-                    st = core
-                        .wake
-                        .wait(st)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                }
-            }
-            st.writer = WriterWait::Busy;
-        }
-    }
-
-    fn work(&mut self, mut job: Job) -> Result<(), SpoolError> {
-        // Write, creating segments where the appenders rolled.
+    /// Writes every buffered frame, creating segments where the appenders
+    /// rolled. The buffer is taken under the file mutex, so concurrent
+    /// callers write in append order.
+    fn write_pending(&self) -> Result<(), SpoolError> {
+        let mut files = self.files();
+        let (bytes, rolls, last_id, settles) = {
+            let mut st = self.core.lock();
+            let spare = std::mem::take(&mut files.spare);
+            (
+                std::mem::replace(&mut st.buf, spare),
+                std::mem::take(&mut st.rolls),
+                st.buf_last_id.take(),
+                std::mem::take(&mut st.buf_settles),
+            )
+        };
         let mut at = 0;
-        for &(roll_at, index) in &job.rolls {
-            self.write(&job.bytes[at..roll_at])?;
-            self.roll(index)?;
+        for &(roll_at, index) in &rolls {
+            self.write(&mut files, &bytes[at..roll_at])?;
+            self.roll(&mut files, index)?;
             at = roll_at;
         }
-        self.write(&job.bytes[at..])?;
-        job.bytes.clear();
-        self.spare = std::mem::take(&mut job.bytes);
-        if let Some(id) = job.last_id {
-            self.pending = Some(id);
+        self.write(&mut files, &bytes[at..])?;
+        let mut bytes = bytes;
+        bytes.clear();
+        if bytes.capacity() <= 2 * HIGH_WATER {
+            files.spare = bytes;
         }
-
-        // Sync as the policy says; close always syncs.
-        let sync = job.close
-            || match self.policy {
-                FsyncPolicy::Always => self.pending.is_some(),
-                FsyncPolicy::Interval(_) => job.due && (self.pending.is_some() || self.dirty),
-                FsyncPolicy::Never => false,
-            };
-        if sync {
-            self.sync()?;
-        }
-        if sync || !self.policy.syncs() {
-            if let Some(id) = self.pending.take() {
-                self.signal.durable(RecordId(id));
+        if let Some(id) = last_id {
+            let mut st = self.core.lock();
+            st.written_id = st.written_id.max(Some(id));
+            // The syncer may have looked before these records were taken
+            // from the buffer and gone to sleep: they are its work now.
+            if self.policy.syncs() && st.syncer == Waiting::Idle {
+                st.syncer = Waiting::Busy;
+                self.core.wake_syncer.notify_one();
             }
         }
-
-        self.delete_settled()?;
-
-        if job.close {
-            let ledger = {
-                let st = self.core.lock();
-                ledger_of(&st)
-            };
-            write_ledger(&self.dir, &ledger)?;
-            self.core.lock().closed = true;
-            self.signal.closed();
-            debug!("spool closed");
+        drop(files);
+        if settles > 0 {
+            self.core.unrecorded.fetch_sub(settles, Ordering::AcqRel);
+            self.signal.progress();
         }
         Ok(())
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<(), SpoolError> {
+    fn write(&self, files: &mut Files, bytes: &[u8]) -> Result<(), SpoolError> {
         if bytes.is_empty() {
             return Ok(());
         }
-        self.file
-            .write_all(bytes)
-            .map_err(SpoolError::io("write", segment_path(&self.dir, self.index)))?;
-        self.dirty = true;
+        (&*files.current).write_all(bytes).map_err(SpoolError::io(
+            "write",
+            segment_path(&self.dir, files.index),
+        ))?;
+        files.dirty = true;
         self.core
             .bytes_written
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -204,7 +273,7 @@ impl Writer {
     }
 
     /// Starts segment `index`.
-    fn roll(&mut self, index: u64) -> Result<(), SpoolError> {
+    fn roll(&self, files: &mut Files, index: u64) -> Result<(), SpoolError> {
         let path = segment_path(&self.dir, index);
         let mut file = OpenOptions::new()
             .write(true)
@@ -213,59 +282,74 @@ impl Writer {
             .map_err(SpoolError::io("create", &path))?;
         file.write_all(&format::segment_header(index))
             .map_err(SpoolError::io("write", &path))?;
-        let old = std::mem::replace(&mut self.file, file);
-        let old_index = std::mem::replace(&mut self.index, index);
-        if self.dirty {
-            self.unsynced.push((old_index, old));
+        let old = std::mem::replace(&mut files.current, Arc::new(file));
+        let old_index = std::mem::replace(&mut files.index, index);
+        if files.dirty {
+            files.unsynced.push((old_index, old));
         }
-        self.dirty = true;
-        self.dir_dirty = true;
+        files.dirty = true;
+        files.dir_dirty = true;
         debug!(segment = index, "spool segment started");
         Ok(())
     }
 
-    /// fdatasyncs every segment written since the last sync, oldest first,
-    /// then the directory if a segment was created.
-    fn sync(&mut self) -> Result<(), SpoolError> {
-        for (index, file) in self.unsynced.drain(..) {
+    /// What an fsync now must cover: every segment written since the last
+    /// plan, the directory if a segment was created, and the records
+    /// written so far. `all`: also the current segment even if clean.
+    fn plan(&self, all: bool) -> SyncPlan {
+        let mut files = self.files();
+        let through = self.core.lock().written_id.take();
+        let mut list = std::mem::take(&mut files.unsynced);
+        if files.dirty || all {
+            list.push((files.index, Arc::clone(&files.current)));
+            files.dirty = false;
+        }
+        SyncPlan {
+            files: list,
+            dir: std::mem::take(&mut files.dir_dirty) || all,
+            through,
+        }
+    }
+
+    fn sync(&self, plan: &SyncPlan) -> Result<(), SpoolError> {
+        for (index, file) in &plan.files {
             file.sync_data()
-                .map_err(SpoolError::io("fdatasync", segment_path(&self.dir, index)))?;
+                .map_err(SpoolError::io("fdatasync", segment_path(&self.dir, *index)))?;
             self.core.fsyncs.fetch_add(1, Ordering::Relaxed);
         }
-        if self.dirty {
-            self.file.sync_data().map_err(SpoolError::io(
-                "fdatasync",
-                segment_path(&self.dir, self.index),
-            ))?;
-            self.core.fsyncs.fetch_add(1, Ordering::Relaxed);
-            self.dirty = false;
-        }
-        if self.dir_dirty {
+        if plan.dir {
             sync_dir(&self.dir)?;
             self.core.fsyncs.fetch_add(1, Ordering::Relaxed);
-            self.dir_dirty = false;
         }
-        self.last_sync = Instant::now();
         Ok(())
     }
 
     /// How many segments at the front can be deleted: every record in them
-    /// settled, and none is the one being written.
-    fn deletable(&self, st: &State) -> usize {
-        let limit = match st.oldest_held {
+    /// settled, and none is being written. `written`: the index of the
+    /// segment being written, if known.
+    fn deletable(&self, st: &State, written: Option<u64>) -> usize {
+        let mut limit = match st.oldest_held {
             Some(id) => st.segment_of(id).map_or(0, |s| s.index),
             None => st.segments.back().map_or(0, |s| s.index),
+        };
+        if let Some(w) = written {
+            limit = limit.min(w);
         }
-        .min(self.index);
+        // Segments still to be created (rolls not yet written) are after
+        // every existing one: `limit` never passes the one being written.
+        if let Some(&(_, first_unwritten)) = st.rolls.first() {
+            limit = limit.min(first_unwritten);
+        }
         st.segments.iter().take_while(|s| s.index < limit).count()
     }
 
     /// Deletes the segments whose records all settled: ledger first (synced),
     /// then the files, then a directory fsync.
-    fn delete_settled(&mut self) -> Result<(), SpoolError> {
+    fn delete_settled(&self) -> Result<(), SpoolError> {
+        let written = self.files().index;
         let (doomed, ledger) = {
             let st = self.core.lock();
-            let n = self.deletable(&st);
+            let n = self.deletable(&st, Some(written));
             if n == 0 {
                 return Ok(());
             }
@@ -294,8 +378,10 @@ impl Writer {
                     });
                 }
             }
-            self.unsynced.retain(|(i, _)| *i != index);
         }
+        self.files()
+            .unsynced
+            .retain(|(i, _)| !doomed.iter().any(|d| d.0 == *i));
         sync_dir(&self.dir)?;
         self.core.fsyncs.fetch_add(1, Ordering::Relaxed);
         let mut st = self.core.lock();
@@ -313,16 +399,38 @@ impl Writer {
         Ok(())
     }
 
+    /// The last step of close: the ledger, then `closed`.
+    fn finish(&self) -> Result<(), SpoolError> {
+        let ledger = ledger_of(&self.core.lock());
+        write_ledger(&self.dir, &ledger)?;
+        let mut st = self.core.lock();
+        st.closed = true;
+        drop(st);
+        self.core.wake_writer.notify_all();
+        self.signal.closed();
+        debug!("spool closed");
+        Ok(())
+    }
+
     /// Stops the spool for good after an I/O error.
-    fn fail(&mut self, e: &SpoolError) {
+    fn fail(&self, e: &SpoolError) {
         let reason =
             format!("{e}; the spool is stopped (records not yet Durable are not safe on disk)");
-        error!(%reason, disk_full = e.is_disk_full(), "spool failed");
         let mut st = self.core.lock();
+        if st.failed.is_some() {
+            return;
+        }
+        error!(%reason, disk_full = e.is_disk_full(), "spool failed");
         st.failed = Some(reason.clone());
         st.buf = Vec::new();
         st.rolls.clear();
+        st.buf_settles = 0;
         drop(st);
+        // Settle marks will never be written: stop holding sends back.
+        self.core.unrecorded.store(0, Ordering::Release);
+        self.signal.progress();
+        self.core.wake_writer.notify_all();
+        self.core.wake_syncer.notify_all();
         self.signal.failed(reason);
     }
 }
@@ -334,3 +442,6 @@ fn ledger_of(st: &State) -> Ledger {
         next_index: st.next_index,
     }
 }
+
+/// Makes sure `Files` can live in a mutex in `Core`.
+pub(crate) type FilesMutex = Mutex<Files>;

@@ -182,7 +182,7 @@ async fn a_full_spool_meets_the_overflow_policy() {
     eventually(|| broker.0.lock().unwrap().held.len() == accepted).await;
     broker.release(|_| true);
     producer.flush(Duration::from_secs(5)).await.unwrap();
-    let _ = producer.try_send(rec("k", &big)).unwrap();
+    drop(producer.try_send(rec("k", &big)).unwrap());
     producer.close(Duration::from_secs(1)).await;
     drop((producer, spool));
 
@@ -253,7 +253,7 @@ async fn settled_segments_are_deleted_and_the_files_stay_bounded() {
     );
     let payload = "p".repeat(1000);
     for _ in 0..5000 {
-        let _ = producer.send(rec("k", &payload)).await.unwrap();
+        drop(producer.send(rec("k", &payload)).await.unwrap());
     }
     producer.flush(Duration::from_secs(10)).await.unwrap();
     eventually(|| spool.stats().segments <= 2).await;

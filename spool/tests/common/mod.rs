@@ -140,9 +140,11 @@ pub fn spool_config(dir: &Path, fsync: FsyncPolicy) -> SpoolConfig {
 
 /// A producer config for tests: fast reconnects.
 pub fn producer_config() -> robust_producer::ConfigBuilder {
-    let mut backoff = robust_producer::BackoffConfig::default();
-    backoff.initial = Duration::from_millis(5);
-    backoff.max = Duration::from_millis(20);
+    let backoff = robust_producer::BackoffConfig {
+        initial: Duration::from_millis(5),
+        max: Duration::from_millis(20),
+        ..Default::default()
+    };
     Config::builder().backoff(backoff).seed(7)
 }
 
