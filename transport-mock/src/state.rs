@@ -6,15 +6,15 @@
 //! broker is neither holding nor delaying, it is processed at once;
 //! otherwise it waits in the link's `pending` queue (FIFO, due times never
 //! decrease) until it is due and the broker is not held. Processing applies,
-//! in order: the chaos draw, the partition's poison (an earlier record of
-//! the partition failed in this session), the rules, then stores it and
-//! queues its acknowledgement. A session that breaks (reset, fatal error,
+//! in order: the chaos draw, the partition's gap (an earlier record of the
+//! partition failed in this session and was not stored since: this one
+//! fails too), the rules, then stores it and queues its acknowledgement. A session that breaks (reset, fatal error,
 //! blackhole, reconnect, close) drops or partly stores its pending records
 //! by a per-partition prefix, so the stored records of each partition are
 //! always a prefix of what was handed off in a session.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::mem;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
@@ -95,13 +95,15 @@ struct Pending {
     due: Instant,
 }
 
-/// A partition whose record `from` failed retriably in this session: later
-/// records of it fail until `from` (or an earlier one) is handed off again.
-#[derive(Debug, Clone, Copy)]
-struct Poison {
+/// The records of one partition that failed retriably in this session and
+/// were not stored since. While one of them is older than a record handed
+/// off, that record fails too: nothing overtakes a failed record, as with
+/// Kafka's idempotent producer (`OUT_OF_ORDER_SEQUENCE_NUMBER`).
+#[derive(Debug, Clone)]
+struct Gap {
     topic: usize,
     partition: u32,
-    from: RecordId,
+    failed: BTreeSet<u64>,
 }
 
 /// One transport, as the broker sees it.
@@ -121,7 +123,7 @@ pub(crate) struct Link {
     unserved: usize,
     /// A send was refused with back-pressure; report `Ready` when room is back.
     bp_refused: bool,
-    poison: Vec<Poison>,
+    gaps: Vec<Gap>,
     stored_ids: IdSet,
     pub(crate) waker: Option<Waker>,
     /// A fatal error happened: the next connect rebuilds the client.
@@ -141,7 +143,7 @@ impl Link {
             last_due: None,
             unserved: 0,
             bp_refused: false,
-            poison: Vec::new(),
+            gaps: Vec::new(),
             stored_ids: IdSet::default(),
             waker: None,
             rebuild: false,
@@ -380,7 +382,7 @@ impl Shared {
     }
 
     /// Drops everything of the current session: queued events, pending
-    /// records, back-pressure and poison.
+    /// records, back-pressure and gaps.
     fn end_session(&mut self, li: usize) {
         self.drop_events(li);
         let link = &mut self.links[li];
@@ -389,7 +391,7 @@ impl Shared {
         link.last_due = None;
         link.unserved = 0;
         link.bp_refused = false;
-        link.poison.clear();
+        link.gaps.clear();
     }
 
     /// Drops the queued events of link `li`; acknowledgements among them
@@ -456,14 +458,14 @@ impl Shared {
             self.break_link(li, Break::Blackhole, InFlight::Lost, false, now);
             return Ok(());
         }
-        if let Some(cap) = self.net.capacity {
-            if link.unserved >= cap {
-                link.bp_refused = true;
-                self.stats.backpressured += 1;
-                return Err(TransportError::backpressure(
-                    "QUEUE_FULL: mock transport buffer is full",
-                ));
-            }
+        if let Some(cap) = self.net.capacity
+            && link.unserved >= cap
+        {
+            link.bp_refused = true;
+            self.stats.backpressured += 1;
+            return Err(TransportError::backpressure(
+                "QUEUE_FULL: mock transport buffer is full",
+            ));
         }
         let (topic, partition) = self.locate(li, id, record);
         self.stats.handed_off += 1;
@@ -541,13 +543,15 @@ impl Shared {
                 return false;
             }
         }
-        if self.poisoned(li, id, topic, partition) {
-            self.fail(li, id, TransportError::retriable(OUT_OF_ORDER));
+        if self.behind_gap(li, id, topic, partition) {
+            self.fail_retriable(li, id, topic, partition, OUT_OF_ORDER.to_owned());
             return true;
         }
         match self.rule_action(id, &record) {
             Some(Action::Reject(reason)) => {
                 self.stats.rejected += 1;
+                // Never re-sent: it must not hold its partition back.
+                self.close_gap(li, id, topic, partition);
                 self.fail(li, id, TransportError::permanent(reason));
                 return true;
             }
@@ -580,21 +584,48 @@ impl Shared {
         true
     }
 
-    /// Whether an earlier record of the partition failed in this session
-    /// and `id` must fail too. A hand-off of the failed record (or an
-    /// earlier one) lifts the poison.
-    fn poisoned(&mut self, li: usize, id: RecordId, topic: usize, partition: u32) -> bool {
-        let poison = &mut self.links[li].poison;
-        match poison
+    /// Whether a record of the partition older than `id` failed in this
+    /// session and was not stored since.
+    fn behind_gap(&self, li: usize, id: RecordId, topic: usize, partition: u32) -> bool {
+        self.links[li]
+            .gaps
             .iter()
-            .position(|p| p.topic == topic && p.partition == partition)
+            .find(|g| g.topic == topic && g.partition == partition)
+            .and_then(|g| g.failed.first())
+            .is_some_and(|&oldest| oldest < id.0)
+    }
+
+    /// Notes that `id` failed retriably: younger records of its partition
+    /// fail until it is stored.
+    fn open_gap(&mut self, li: usize, id: RecordId, topic: usize, partition: u32) {
+        let gaps = &mut self.links[li].gaps;
+        match gaps
+            .iter_mut()
+            .find(|g| g.topic == topic && g.partition == partition)
         {
-            Some(at) if id > poison[at].from => true,
-            Some(at) => {
-                poison.swap_remove(at);
-                false
+            Some(g) => {
+                g.failed.insert(id.0);
             }
-            None => false,
+            None => gaps.push(Gap {
+                topic,
+                partition,
+                failed: BTreeSet::from([id.0]),
+            }),
+        }
+    }
+
+    /// Notes that `id` no longer holds its partition back (stored, or
+    /// failed permanently).
+    fn close_gap(&mut self, li: usize, id: RecordId, topic: usize, partition: u32) {
+        let gaps = &mut self.links[li].gaps;
+        if let Some(at) = gaps
+            .iter()
+            .position(|g| g.topic == topic && g.partition == partition)
+        {
+            gaps[at].failed.remove(&id.0);
+            if gaps[at].failed.is_empty() {
+                gaps.swap_remove(at);
+            }
         }
     }
 
@@ -612,11 +643,7 @@ impl Shared {
         partition: u32,
         reason: String,
     ) {
-        self.links[li].poison.push(Poison {
-            topic,
-            partition,
-            from: id,
-        });
+        self.open_gap(li, id, topic, partition);
         self.fail(li, id, TransportError::retriable(reason));
     }
 
@@ -636,6 +663,9 @@ impl Shared {
         partition: u32,
         now: Instant,
     ) -> i64 {
+        if !self.links[li].gaps.is_empty() {
+            self.close_gap(li, id, topic, partition);
+        }
         let link = &mut self.links[li];
         let (tid, session) = (link.tid, link.session);
         if !link.stored_ids.insert(id.0) {
@@ -661,20 +691,17 @@ impl Shared {
     }
 
     /// Processes a pending record of a breaking session: stored without an
-    /// acknowledgement unless the poison or a rule says otherwise.
+    /// acknowledgement unless a gap or a rule says otherwise.
     fn process_silently(&mut self, li: usize, p: Pending, now: Instant) {
-        if self.poisoned(li, p.id, p.topic, p.partition) {
+        if self.behind_gap(li, p.id, p.topic, p.partition) {
+            self.open_gap(li, p.id, p.topic, p.partition);
             self.stats.discarded += 1;
             return;
         }
         match self.rule_action(p.id, &p.record) {
             Some(Action::Reject(_)) => self.stats.discarded += 1,
             Some(Action::FailRetriable(_)) => {
-                self.links[li].poison.push(Poison {
-                    topic: p.topic,
-                    partition: p.partition,
-                    from: p.id,
-                });
+                self.open_gap(li, p.id, p.topic, p.partition);
                 self.stats.discarded += 1;
             }
             Some(Action::LoseAck) | None => {
@@ -769,12 +796,12 @@ impl Shared {
     /// that is due at `now`.
     pub(crate) fn settle_link(&mut self, li: usize, now: Instant) {
         let link = &mut self.links[li];
-        if let LinkState::Connecting { due: Some(due) } = link.state {
-            if due <= now {
-                link.state = LinkState::Up { blackholed: false };
-                link.events.push_back(TransportEvent::Connected);
-                self.stats.connects += 1;
-            }
+        if let LinkState::Connecting { due: Some(due) } = link.state
+            && due <= now
+        {
+            link.state = LinkState::Up { blackholed: false };
+            link.events.push_back(TransportEvent::Connected);
+            self.stats.connects += 1;
         }
         if self.net.held || self.links[li].state != (LinkState::Up { blackholed: false }) {
             return;
@@ -920,6 +947,7 @@ impl Shared {
     }
 
     pub(crate) fn remove_rule(&mut self, id: RuleId) -> bool {
+        self.rules.retain(|r| !r.matcher.exhausted());
         let before = self.rules.len();
         self.rules.retain(|r| r.id != id);
         self.rules.len() != before
