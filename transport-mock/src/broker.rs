@@ -466,7 +466,8 @@ impl MockBroker {
         self.verify_with(expected, verify::default_identity)
     }
 
-    /// [`MockBroker::verify`], recognising records by `identity`.
+    /// [`MockBroker::verify`], recognising records by `identity` (which
+    /// runs under the broker's lock: it must not call the broker).
     ///
     /// # Errors
     ///

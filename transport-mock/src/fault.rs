@@ -17,6 +17,8 @@ type Pred = Arc<dyn Fn(RecordId, &Record) -> bool + Send + Sync>;
 /// when its delay has passed), once per hand-off: a re-sent record is
 /// matched again.
 ///
+/// Predicates run under the broker's lock: they must not call the broker.
+///
 /// ```
 /// use robust_producer_mock::Matcher;
 ///
