@@ -7,8 +7,9 @@
 //! place, so nothing newer overtakes it.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use super::ack_clock::AckClock;
 use crate::record::{Record, RecordId};
 
 /// One held record.
@@ -18,17 +19,34 @@ pub(crate) struct Held {
     pub(crate) record: Record,
     pub(crate) size: usize,
     pub(crate) accepted_at: Instant,
+    /// Hand-off time bucket, while in flight.
+    pub(crate) bucket: u64,
 }
 
 /// Waiting and in-flight records, both sorted by id.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RecordQueue {
     waiting: VecDeque<Held>,
     in_flight: VecDeque<Held>,
     bytes: usize,
+    clock: AckClock,
 }
 
 impl RecordQueue {
+    pub(crate) fn new(ack_timeout: Duration) -> Self {
+        Self {
+            waiting: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            bytes: 0,
+            clock: AckClock::new(ack_timeout),
+        }
+    }
+
+    /// The latest hand-off time among the oldest in-flight records.
+    pub(crate) fn oldest_hand_off(&self) -> Option<Instant> {
+        self.clock.oldest()
+    }
+
     /// Records held, waiting or in flight.
     pub(crate) fn len(&self) -> usize {
         self.waiting.len() + self.in_flight.len()
@@ -86,17 +104,23 @@ impl RecordQueue {
         self.waiting.push_back(held);
     }
 
-    /// Moves the first waiting record in flight and returns it.
-    pub(crate) fn send_next(&mut self) -> Option<&Held> {
-        let held = self.waiting.pop_front()?;
+    /// Moves the first waiting record in flight at `now` and returns it.
+    pub(crate) fn send_next(&mut self, now: Instant) -> Option<&Held> {
+        let mut held = self.waiting.pop_front()?;
+        held.bucket = self.clock.sent(now);
         let at = insert_sorted(&mut self.in_flight, held);
         self.in_flight.get(at)
     }
 
     /// Removes a record, wherever it is held.
     pub(crate) fn remove(&mut self, id: RecordId) -> Option<Held> {
-        let held =
-            take_sorted(&mut self.in_flight, id).or_else(|| take_sorted(&mut self.waiting, id))?;
+        let held = match take_sorted(&mut self.in_flight, id) {
+            Some(held) => {
+                self.clock.settled(held.bucket);
+                held
+            }
+            None => take_sorted(&mut self.waiting, id)?,
+        };
         self.bytes -= held.size;
         Some(held)
     }
@@ -106,6 +130,7 @@ impl RecordQueue {
     pub(crate) fn requeue(&mut self, id: RecordId) -> bool {
         match take_sorted(&mut self.in_flight, id) {
             Some(held) => {
+                self.clock.settled(held.bucket);
                 insert_sorted(&mut self.waiting, held);
                 true
             }
@@ -120,6 +145,7 @@ impl RecordQueue {
         if moved == 0 {
             return 0;
         }
+        self.clock.clear();
         let mut merged = VecDeque::with_capacity(self.len());
         let mut flying = std::mem::take(&mut self.in_flight).into_iter().peekable();
         let mut waiting = std::mem::take(&mut self.waiting).into_iter().peekable();
