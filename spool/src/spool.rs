@@ -73,6 +73,8 @@ pub(crate) struct Core {
     pub(crate) bytes_written: AtomicU64,
     /// Settled records whose settle marks are buffered, not yet written.
     pub(crate) unrecorded: AtomicUsize,
+    /// Records were appended since the buffer was last taken.
+    pub(crate) records_pending: std::sync::atomic::AtomicBool,
     /// Held for the spool's lifetime: the directory's lock.
     _lock: File,
 }
@@ -86,6 +88,9 @@ pub(crate) enum Waiting {
     Idle,
     /// Asleep until its next tick (the syncer, Interval policy).
     Tick,
+    /// Spinning briefly for the next record (the syncer, Always policy):
+    /// it will look at the buffer by itself.
+    Spinning,
 }
 
 /// One segment as the appenders see it (the last one is being appended to).
@@ -274,6 +279,7 @@ impl DiskSpool {
             fsyncs: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
             unrecorded: AtomicUsize::new(0),
+            records_pending: std::sync::atomic::AtomicBool::new(false),
             _lock: lock,
         });
         Ok(Self {
@@ -338,7 +344,12 @@ impl Core {
                 .get(1)
                 .is_some_and(|s| st.oldest_held.is_none_or(|o| s.first_id <= o));
         let syncs = self.config.fsync().syncs();
-        let mut writer = !st.buf.is_empty();
+        // Settle marks alone wait for a syncer busy with an fsync: it writes
+        // them as soon as the fsync returns.
+        let mut writer = !st.buf.is_empty() && (records || !syncs || st.syncer != Waiting::Busy);
+        if records && st.syncer == Waiting::Spinning {
+            return; // it takes them in a moment, writing and syncing in one go
+        }
         if st.syncer == Waiting::Idle && (deletion || (records && syncs)) {
             st.syncer = Waiting::Busy;
             self.wake_syncer.notify_one();
@@ -518,6 +529,7 @@ impl Spool for DiskSpool {
         }
         st.buf_last_id = Some(id.0);
         st.appended += 1;
+        core.records_pending.store(true, Ordering::Release);
         // A record just appended is held: the oldest held is it, unless an
         // older one still is.
         st.oldest_held.get_or_insert(id.0);

@@ -36,6 +36,9 @@ use crate::format::{self, Ledger};
 use crate::fs::{segment_path, sync_dir, write_ledger};
 use crate::spool::{Core, HIGH_WATER, State, Waiting};
 
+/// How long the `Always` syncer waits for the next record before sleeping.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(60);
+
 /// The segment files being written, behind the file mutex.
 pub(crate) struct Files {
     /// The segment being written.
@@ -146,6 +149,9 @@ impl Threads {
         let syncs = self.policy.syncs();
         let mut last_sync = Instant::now();
         loop {
+            if self.policy == FsyncPolicy::Always {
+                self.spin_for_records();
+            }
             let closing = {
                 let mut st = self.core.lock();
                 loop {
@@ -161,6 +167,12 @@ impl Threads {
                     let records = syncs && (st.buf_last_id.is_some() || st.written_id.is_some());
                     if st.closing || (due && records) || self.deletable(&st, None) > 0 {
                         break;
+                    }
+                    // Before sleeping: buffered frames (settle marks the
+                    // appenders left to this thread) go to the writer.
+                    if !st.buf.is_empty() && st.writer == Waiting::Idle {
+                        st.writer = Waiting::Busy;
+                        self.core.wake_writer.notify_one();
                     }
                     match tick {
                         Some(t) if records => {
@@ -186,13 +198,25 @@ impl Threads {
                 st.closing
             };
             let round = self.write_pending().and_then(|()| {
-                if syncs || closing {
+                let records = self.core.lock().written_id.is_some();
+                if closing || (syncs && records) {
                     let plan = self.plan(closing);
                     self.sync(&plan)?; // close syncs whatever the policy
+                    if self.policy == FsyncPolicy::Always && !closing {
+                        // Records sent in answer to this fsync come to this
+                        // thread (it looks before sleeping), not the writer.
+                        self.core.lock().syncer = Waiting::Spinning;
+                    }
                     if let Some(id) = plan.through {
                         self.signal.durable(RecordId(id));
                     }
-                } else {
+                    // What arrived during the fsync (settle marks above
+                    // all) goes to the file now; records among it make the
+                    // next round.
+                    if !self.core.lock().buf.is_empty() {
+                        self.write_pending()?;
+                    }
+                } else if !syncs {
                     self.report_written();
                 }
                 self.delete_settled()?;
@@ -212,6 +236,31 @@ impl Threads {
         }
     }
 
+    /// `Always`: after an fsync, waits a few microseconds for the next
+    /// record before going to sleep, sparing a caller that sends, awaits
+    /// Durable and sends again the thread wake-up (tens of microseconds on
+    /// a busy machine).
+    fn spin_for_records(&self) {
+        {
+            let mut st = self.core.lock();
+            if st.buf_last_id.is_some() || st.closing || st.failed.is_some() {
+                st.syncer = Waiting::Busy;
+                return;
+            }
+            st.syncer = Waiting::Spinning;
+        }
+        let until = Instant::now() + SPIN;
+        while Instant::now() < until {
+            if self.core.records_pending.load(Ordering::Acquire) {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        // Back to Busy under the lock: an appender that saw Spinning left
+        // its records for this thread, which looks at them next.
+        self.core.lock().syncer = Waiting::Busy;
+    }
+
     /// Writes every buffered frame, creating segments where the appenders
     /// rolled. The buffer is taken under the file mutex, so concurrent
     /// callers write in append order.
@@ -219,6 +268,7 @@ impl Threads {
         let mut files = self.files();
         let (bytes, rolls, last_id, settles) = {
             let mut st = self.core.lock();
+            self.core.records_pending.store(false, Ordering::Release);
             let spare = std::mem::take(&mut files.spare);
             (
                 std::mem::replace(&mut st.buf, spare),

@@ -29,7 +29,6 @@ use robust_producer_spool::{DiskSpool, FsyncPolicy, SpoolConfig, codec};
 #[derive(Debug, Clone)]
 struct Written {
     segment: usize,
-    start: usize,
     end: usize,
     kind: FrameKind,
     seq: u64,
@@ -71,10 +70,10 @@ enum Damage {
 
 fn record(i: usize, pad: usize) -> Record {
     let mut r = Record::new("t", format!("r{i}-{}", "p".repeat(pad)).into_bytes());
-    if i % 3 != 0 {
+    if !i.is_multiple_of(3) {
         r = r.with_key(format!("k{}", i % 5).into_bytes());
     }
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         r = r.with_header("event_id", format!("e{i}").into_bytes());
     }
     r
@@ -94,11 +93,9 @@ fn layout(plan: &[(usize, bool, Vec<usize>)], watermark_fraction: f64) -> Layout
         let mut payload = Vec::new();
         assert!(codec::encode(&rec, &mut payload));
         let file = files.last_mut().unwrap();
-        let start = file.len();
         format::push_frame(file, FrameKind::Record, seq, &payload);
         frames.push(Written {
             segment: files.len() - 1,
-            start,
             end: files.last().unwrap().len(),
             kind: FrameKind::Record,
             seq,
@@ -115,11 +112,9 @@ fn layout(plan: &[(usize, bool, Vec<usize>)], watermark_fraction: f64) -> Layout
             let mut p = Vec::new();
             format::settled_payload(&ranges, &mut p);
             let file = files.last_mut().unwrap();
-            let start = file.len();
             format::push_frame(file, FrameKind::Settled, 0, &p);
             frames.push(Written {
                 segment: files.len() - 1,
-                start,
                 end: files.last().unwrap().len(),
                 kind: FrameKind::Settled,
                 seq: 0,
