@@ -208,7 +208,7 @@ async fn sequential_turn(
     dir: &Path,
     fsync: FsyncPolicy,
     seconds: f64,
-) -> (usize, f64, Vec<Duration>) {
+) -> (usize, f64, Vec<Duration>, u64) {
     let spool = open(dir, fsync);
     let producer = producer(&spool);
     let mut lat = Vec::new();
@@ -220,13 +220,14 @@ async fn sequential_turn(
         lat.push(t.elapsed());
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let fsyncs = spool.stats().fsyncs;
     producer.close(Duration::from_secs(10)).await;
-    (lat.len(), elapsed, lat)
+    (lat.len(), elapsed, lat, fsyncs)
 }
 
 async fn sequential(dir: &Path, fsync: FsyncPolicy, seconds: f64) -> Figures {
-    let (n, t, lat) = sequential_turn(dir, fsync, seconds).await;
-    figures(n, Duration::from_secs_f64(t), lat, 0)
+    let (n, t, lat, fsyncs) = sequential_turn(dir, fsync, seconds).await;
+    figures(n, Duration::from_secs_f64(t), lat, fsyncs)
 }
 
 fn line(name: &str, f: &Figures, raw: &Figures) {
@@ -291,19 +292,22 @@ fn main() {
     let turn = seconds / 2.0;
     let (mut raw_all, mut seq_all) = (Vec::new(), Vec::new());
     let (mut raw_n, mut seq_n, mut raw_t, mut seq_t) = (0usize, 0usize, 0.0, 0.0);
+    let mut seq_fsyncs = 0;
     let always_dir = dir.join("Always-sequential");
     for _ in 0..turns {
         let (n, t, lat) = raw_turn(&dir, turn);
         raw_n += n;
         raw_t += t;
         raw_all.extend(lat);
-        let (n, t, lat) = rt.block_on(sequential_turn(&always_dir, FsyncPolicy::Always, turn));
+        let (n, t, lat, fsyncs) =
+            rt.block_on(sequential_turn(&always_dir, FsyncPolicy::Always, turn));
+        seq_fsyncs += fsyncs;
         seq_n += n;
         seq_t += t;
         seq_all.extend(lat);
     }
     let raw = figures(raw_n, Duration::from_secs_f64(raw_t), raw_all, raw_n as u64);
-    let always_seq = figures(seq_n, Duration::from_secs_f64(seq_t), seq_all, seq_n as u64);
+    let always_seq = figures(seq_n, Duration::from_secs_f64(seq_t), seq_all, seq_fsyncs);
     line("raw write+fdatasync loop", &raw, &raw);
     line("Always: sequential (alternated)", &always_seq, &raw);
     for (name, policy) in policies {
