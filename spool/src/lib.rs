@@ -32,7 +32,7 @@
 //! * **Format.** A directory of segment files, each with a versioned
 //!   header; every frame carries its length, a CRC-32C of its header and
 //!   one of its payload, and the record's sequence number; a ledger holds
-//!   the acknowledgement watermark (see [`format`]).
+//!   the acknowledgement watermark (see [`format`](mod@format)).
 //! * **Writing.** `send` encodes the record into a buffer under the
 //!   producer's lock — nothing more. A dedicated writer thread writes the
 //!   buffer, fsyncs per the policy (group commit), reports what is
