@@ -289,13 +289,13 @@ impl ConfigBuilder {
                 ),
             );
         }
-        if let OverflowPolicy::Block { timeout } = c.overflow {
-            if timeout.is_zero() {
-                return fail(
-                    "overflow",
-                    "Block needs a timeout above zero (use Reject for no wait)".into(),
-                );
-            }
+        if let OverflowPolicy::Block { timeout } = c.overflow
+            && timeout.is_zero()
+        {
+            return fail(
+                "overflow",
+                "Block needs a timeout above zero (use Reject for no wait)".into(),
+            );
         }
         if c.max_in_flight == 0 || c.max_in_flight > c.max_queued_records {
             return fail(

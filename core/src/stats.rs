@@ -81,13 +81,13 @@ impl Health {
         if stats.state == State::Closed {
             unhealthy.push("producer is closed".to_owned());
         }
-        if let Some(down) = stats.disconnected_for {
-            if stats.state != State::Closed {
-                if down >= rules.unhealthy_after_disconnected {
-                    unhealthy.push(format!("not connected for {down:?}"));
-                } else {
-                    degraded.push(format!("not connected ({:?}) for {down:?}", stats.state));
-                }
+        if let Some(down) = stats.disconnected_for
+            && stats.state != State::Closed
+        {
+            if down >= rules.unhealthy_after_disconnected {
+                unhealthy.push(format!("not connected for {down:?}"));
+            } else {
+                degraded.push(format!("not connected ({:?}) for {down:?}", stats.state));
             }
         }
         if fill >= rules.unhealthy_queue_fill {

@@ -1,9 +1,22 @@
 //! The runtime-agnostic async layer over [`Machine`](crate::Machine): the
-//! [`Runtime`] trait and, behind the `tokio` feature, its tokio
-//! implementation.
+//! [`Producer`] handle, its driver task, delivery handles, the event
+//! envelope, and the [`Runtime`] trait with, behind the `tokio` feature, its
+//! tokio implementation.
 
+mod delivery;
+mod envelope;
+mod producer;
 mod runtime;
+mod shared;
+mod task;
 
+pub use delivery::{DeadLetter, DeadLetterReason, DeliveryError, DeliveryHandle};
+pub use envelope::{
+    ENVELOPE_VERSION, EVENT_ID_HEADER, EVENT_TYPE_HEADER, EventEnvelope, PRODUCER_HEADER,
+};
+pub use producer::{
+    DEFAULT_DROP_GRACE, FlushError, Producer, ProducerBuilder, SendEventError, StateWatch,
+};
 #[cfg(feature = "tokio")]
 pub use runtime::TokioRuntime;
 pub use runtime::{BoxFuture, Runtime};

@@ -1,0 +1,197 @@
+//! Delivery handles: what `send` gives back, a future of the record's fate,
+//! and the [`DeadLetter`]s that records which cannot be delivered become.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use crate::record::{Record, RecordId};
+use crate::transport::Ack;
+
+/// Why an accepted record was not delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeliveryError {
+    /// The broker refused it for good; the record went to the dead-letter
+    /// handler.
+    #[error("dead-lettered: {reason}")]
+    DeadLettered {
+        /// What the broker or transport said.
+        reason: String,
+    },
+    /// The overflow policy dropped it; the record went to the dead-letter
+    /// handler.
+    #[error("dropped by the overflow policy")]
+    Dropped,
+    /// It was not delivered by the close deadline; `close` handed it back.
+    #[error("not delivered before close; handed back by close()")]
+    Returned,
+    /// The producer's driver stopped before the record settled (its runtime
+    /// shut down, or every handle was dropped); the record went to the
+    /// dead-letter handler.
+    #[error("producer stopped before the record settled")]
+    Abandoned,
+}
+
+/// Why a record became a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeadLetterReason {
+    /// A permanent failure, with what the broker or transport said.
+    Rejected(String),
+    /// Dropped by the overflow policy.
+    Overflow,
+    /// Every `Producer` handle was dropped without `close`, and the record
+    /// was not delivered within the drop grace period.
+    Abandoned,
+}
+
+impl std::fmt::Display for DeadLetterReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeadLetterReason::Rejected(reason) => write!(f, "rejected: {reason}"),
+            DeadLetterReason::Overflow => f.write_str("dropped by the overflow policy"),
+            DeadLetterReason::Abandoned => f.write_str("producer dropped without close"),
+        }
+    }
+}
+
+/// A record that left the producer without being delivered, with the reason.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DeadLetter {
+    /// The record's id.
+    pub id: RecordId,
+    /// The record.
+    pub record: Record,
+    /// Why it was not delivered.
+    pub reason: DeadLetterReason,
+}
+
+impl DeadLetter {
+    pub(crate) fn new(id: RecordId, record: Record, reason: DeadLetterReason) -> Self {
+        Self { id, record, reason }
+    }
+}
+
+type Outcome = Result<Ack, DeliveryError>;
+
+#[derive(Debug, Default)]
+enum SlotState {
+    #[default]
+    Waiting,
+    Polled(Waker),
+    Done(Outcome),
+    Taken,
+}
+
+/// Where the driver puts a record's outcome for its handle.
+#[derive(Debug, Default)]
+pub(crate) struct Slot(Mutex<SlotState>);
+
+impl Slot {
+    fn complete(self: Arc<Self>, outcome: Outcome) {
+        if Arc::strong_count(&self) == 1 {
+            return; // the handle was dropped: nobody is listening
+        }
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let previous = std::mem::replace(&mut *state, SlotState::Done(outcome));
+        drop(state);
+        if let SlotState::Polled(waker) = previous {
+            waker.wake();
+        }
+    }
+}
+
+/// The fate of one accepted record: await it for
+/// [`Ack`] (Delivered) or the [`DeliveryError`] saying why not; or drop it.
+#[derive(Debug)]
+#[must_use = "a DeliveryHandle does nothing unless awaited; dropping it is fine"]
+pub struct DeliveryHandle {
+    id: RecordId,
+    slot: Arc<Slot>,
+}
+
+impl DeliveryHandle {
+    /// The record's id.
+    pub fn id(&self) -> RecordId {
+        self.id
+    }
+}
+
+impl Future for DeliveryHandle {
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let mut state = self.slot.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match std::mem::take(&mut *state) {
+            SlotState::Done(outcome) => {
+                *state = SlotState::Taken;
+                Poll::Ready(outcome)
+            }
+            SlotState::Taken => Poll::Ready(Err(DeliveryError::Abandoned)),
+            SlotState::Waiting | SlotState::Polled(_) => {
+                *state = SlotState::Polled(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Slots of unsettled records, indexed by id. Ids are given out one by one,
+/// so this is a window over a `VecDeque`, trimmed at the front as records
+/// settle.
+#[derive(Debug, Default)]
+pub(crate) struct SlotWindow {
+    base: u64,
+    slots: VecDeque<Option<Arc<Slot>>>,
+}
+
+impl SlotWindow {
+    /// A handle for the record just accepted as `id`.
+    pub(crate) fn open(&mut self, id: RecordId) -> DeliveryHandle {
+        if self.slots.is_empty() {
+            self.base = id.0;
+        }
+        debug_assert_eq!(id.0, self.base + self.slots.len() as u64);
+        let slot = Arc::new(Slot::default());
+        self.slots.push_back(Some(Arc::clone(&slot)));
+        DeliveryHandle { id, slot }
+    }
+
+    /// Takes the slot of `id`, to complete it.
+    pub(crate) fn take(&mut self, id: RecordId) -> Option<Arc<Slot>> {
+        let at = usize::try_from(id.0.checked_sub(self.base)?).ok()?;
+        let slot = self.slots.get_mut(at)?.take();
+        while matches!(self.slots.front(), Some(None)) {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        slot
+    }
+
+    /// Takes every open slot.
+    pub(crate) fn take_all(&mut self) -> impl Iterator<Item = Arc<Slot>> + use<> {
+        std::mem::take(&mut self.slots).into_iter().flatten()
+    }
+}
+
+/// Outcomes to hand to handles once the shared lock is released.
+#[derive(Debug, Default)]
+pub(crate) struct Completions(Vec<(Arc<Slot>, Outcome)>);
+
+impl Completions {
+    pub(crate) fn push(&mut self, slot: Option<Arc<Slot>>, outcome: Outcome) {
+        if let Some(slot) = slot {
+            self.0.push((slot, outcome));
+        }
+    }
+
+    pub(crate) fn run(&mut self) {
+        for (slot, outcome) in self.0.drain(..) {
+            slot.complete(outcome);
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The state the `Producer` handles and the driver task share: the machine,
+//! the delivery slots, and the wakers of everyone waiting on them, behind
+//! one mutex.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+use std::time::Instant;
+
+use crate::machine::Machine;
+use crate::record::Record;
+use crate::state::State;
+
+use super::delivery::{DeadLetter, SlotWindow};
+use super::runtime::Runtime;
+
+/// Receives every record that leaves the producer undelivered (except those
+/// `close` hands back).
+pub(crate) type DeadLetterSink = Arc<dyn Fn(DeadLetter) + Send + Sync>;
+
+/// Shared between the handles and the driver.
+pub(crate) struct Shared {
+    inner: Mutex<Inner>,
+    pub(crate) runtime: Arc<dyn Runtime>,
+    pub(crate) dead_letters: DeadLetterSink,
+}
+
+/// Everything behind the lock.
+pub(crate) struct Inner {
+    pub(crate) machine: Machine,
+    pub(crate) slots: SlotWindow,
+    /// Woken when the application gives the driver work.
+    pub(crate) driver: Option<Waker>,
+    /// Woken when records settle or the driver stops: blocked senders,
+    /// flushes and closes.
+    pub(crate) progress: Vec<Waker>,
+    /// Woken when the state changes.
+    pub(crate) state_watchers: Vec<Waker>,
+    /// The last state the driver reported, and how many changes so far.
+    pub(crate) state: (State, u64),
+    /// Records `close` hands back, once the driver has stopped.
+    pub(crate) returned: Vec<Record>,
+    /// The driver has stopped: nothing will settle any more.
+    pub(crate) stopped: bool,
+    /// When the shutdown must end, once `close` (or the last handle's drop)
+    /// asked for it.
+    pub(crate) close_deadline: Option<Instant>,
+    /// Every handle was dropped without `close`: records not delivered by
+    /// the grace period become dead letters instead of being handed back.
+    pub(crate) abandoned: bool,
+}
+
+/// Releases the lock, then wakes the driver if it waits for work.
+pub(crate) fn unlock_and_wake_driver(mut g: MutexGuard<'_, Inner>) {
+    let waker = g.driver.take();
+    drop(g);
+    if let Some(w) = waker {
+        w.wake();
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(
+        machine: Machine,
+        runtime: Arc<dyn Runtime>,
+        dead_letters: DeadLetterSink,
+    ) -> Self {
+        let state = machine.state();
+        Self {
+            inner: Mutex::new(Inner {
+                machine,
+                slots: SlotWindow::default(),
+                driver: None,
+                progress: Vec::new(),
+                state_watchers: Vec::new(),
+                state: (state, 0),
+                returned: Vec::new(),
+                stopped: false,
+                close_deadline: None,
+                abandoned: false,
+            }),
+            runtime,
+            dead_letters,
+        }
+    }
+
+    /// Locks the shared state. A panic while it was held cannot leave it
+    /// half-updated in a way that loses records, so poisoning is ignored.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Adds `waker` to `list` unless an equivalent one is there.
+pub(crate) fn register(list: &mut Vec<Waker>, waker: &Waker) {
+    if !list.iter().any(|w| w.will_wake(waker)) {
+        list.push(waker.clone());
+    }
+}
+
+/// Wakes and empties `list`.
+pub(crate) fn wake_all(list: Vec<Waker>) {
+    for w in list {
+        w.wake();
+    }
+}

@@ -1,0 +1,271 @@
+//! The driver task: owns the transport and a timer, feeds the machine, and
+//! settles delivery handles. It is one future, runnable on any executor.
+//!
+//! Each round: (1) drain transport events, (2) fire due timers, (3) carry
+//! out the machine's commands, (4) turn its events into handle outcomes,
+//! dead letters and wake-ups, (5) arm the timer for the next deadline.
+//! Rounds repeat while there is work, yielding to the executor every few
+//! rounds, and the task sleeps when there is none.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::event::{Command, Event};
+use crate::machine::Machine;
+use crate::state::State;
+use crate::transport::Transport;
+
+use super::delivery::{Completions, DeadLetter, DeadLetterReason, DeliveryError};
+use super::runtime::BoxFuture;
+use super::shared::{Inner, Shared, wake_all};
+
+/// Events and commands handled per lock, so senders are not starved.
+const BATCH: usize = 1024;
+/// Busy rounds before the task yields to its executor.
+const ROUNDS_BEFORE_YIELD: usize = 32;
+
+/// The background half of a producer. Created by
+/// [`ProducerBuilder::build`](crate::ProducerBuilder::build).
+pub(crate) struct Driver<T> {
+    shared: Arc<Shared>,
+    transport: T,
+    sleep: Option<(Instant, BoxFuture)>,
+}
+
+enum Round {
+    Busy,
+    Idle,
+    Closed,
+}
+
+impl<T: Transport> Driver<T> {
+    pub(crate) fn new(shared: Arc<Shared>, transport: T) -> Self {
+        Self {
+            shared,
+            transport,
+            sleep: None,
+        }
+    }
+
+    /// Runs until the machine is closed, then closes the transport.
+    pub(crate) async fn run(mut self) {
+        poll_fn(|cx| self.poll_until_closed(cx)).await;
+        let timeout = {
+            let g = self.shared.lock();
+            let now = self.shared.runtime.now();
+            g.close_deadline
+                .map_or(Duration::ZERO, |d| d.saturating_duration_since(now))
+        };
+        self.transport.close(timeout).await;
+        tracing::debug!("driver stopped");
+    }
+
+    fn poll_until_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        for _ in 0..ROUNDS_BEFORE_YIELD {
+            match self.round(cx) {
+                Round::Busy => {}
+                Round::Idle => return Poll::Pending,
+                Round::Closed => return Poll::Ready(()),
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn round(&mut self, cx: &mut Context<'_>) -> Round {
+        let now = self.shared.runtime.now();
+        let mut completions = Completions::default();
+        let mut dead = Vec::new();
+        let mut wake = Vec::new();
+        let (mut busy, closed, next_timeout) = {
+            let mut g = self.shared.lock();
+            if !g.driver.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                g.driver = Some(cx.waker().clone());
+            }
+            let mut busy = drain_transport(&mut self.transport, &mut g.machine, now, cx);
+            if g.machine.poll_timeout().is_some_and(|t| t <= now) {
+                g.machine.handle_timeout(now);
+                busy = true;
+            }
+            let (commands, closed) = run_commands(&mut self.transport, &mut g.machine, now);
+            busy |= commands > 0;
+            busy |= settle(&mut g, &mut completions, &mut dead, &mut wake);
+            (busy, closed, g.machine.poll_timeout())
+        };
+        completions.run();
+        for letter in dead {
+            (self.shared.dead_letters)(letter);
+        }
+        wake_all(wake);
+        if closed {
+            return Round::Closed;
+        }
+        busy |= self.poll_timer(next_timeout, now, cx);
+        if busy { Round::Busy } else { Round::Idle }
+    }
+
+    /// Arms the timer for `deadline`; true when it is already due.
+    fn poll_timer(
+        &mut self,
+        deadline: Option<Instant>,
+        now: Instant,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        let Some(deadline) = deadline else {
+            self.sleep = None;
+            return false;
+        };
+        if deadline <= now {
+            return true;
+        }
+        let sleep = match &mut self.sleep {
+            Some((at, sleep)) if *at == deadline => sleep,
+            slot => {
+                let sleep = self.shared.runtime.sleep_until(deadline);
+                &mut slot.insert((deadline, sleep)).1
+            }
+        };
+        if sleep.as_mut().poll(cx).is_ready() {
+            self.sleep = None;
+            return true;
+        }
+        false
+    }
+}
+
+impl<T> Drop for Driver<T> {
+    /// Whether it finished or its executor dropped it: nothing will settle
+    /// any more. Open handles learn it; records still held stay in the
+    /// machine for `close` to hand back.
+    fn drop(&mut self) {
+        let mut g = self.shared.lock();
+        g.stopped = true;
+        let mut completions = Completions::default();
+        for slot in g.slots.take_all() {
+            completions.push(Some(slot), Err(DeliveryError::Abandoned));
+        }
+        let mut wake = std::mem::take(&mut g.progress);
+        wake.append(&mut g.state_watchers);
+        wake.extend(g.driver.take());
+        drop(g);
+        completions.run();
+        wake_all(wake);
+    }
+}
+
+/// Feeds ready transport events to the machine; true if there were any.
+fn drain_transport<T: Transport>(
+    transport: &mut T,
+    machine: &mut Machine,
+    now: Instant,
+    cx: &mut Context<'_>,
+) -> bool {
+    let mut n = 0;
+    while n < BATCH {
+        match transport.try_next_event() {
+            Some(event) => machine.handle_transport(event, now),
+            None => break,
+        }
+        n += 1;
+    }
+    if n < BATCH {
+        // Poll the waiting future once: it registers our waker. It is
+        // cancel-safe, so dropping it loses nothing.
+        if let Poll::Ready(event) = transport.next_event().as_mut().poll(cx) {
+            machine.handle_transport(event, now);
+            n += 1;
+        }
+    }
+    n > 0
+}
+
+/// Carries out the machine's commands; returns how many and whether the
+/// machine closed.
+fn run_commands<T: Transport>(
+    transport: &mut T,
+    machine: &mut Machine,
+    now: Instant,
+) -> (usize, bool) {
+    let mut closed = false;
+    let mut n = 0;
+    while n < BATCH {
+        let refused = match machine.poll_command(now) {
+            None => break,
+            Some(Command::Connect) => {
+                transport.connect();
+                None
+            }
+            Some(Command::Send { id, record }) => transport.send(id, record).err().map(|e| (id, e)),
+            Some(Command::Close) => {
+                closed = true;
+                None
+            }
+        };
+        if let Some((id, error)) = refused {
+            machine.handle_send_error(id, error, now);
+        }
+        n += 1;
+    }
+    (n, closed)
+}
+
+/// Turns the machine's events into outcomes, dead letters and wake-ups;
+/// true if there were any.
+fn settle(
+    g: &mut Inner,
+    completions: &mut Completions,
+    dead: &mut Vec<DeadLetter>,
+    wake: &mut Vec<Waker>,
+) -> bool {
+    let mut any = false;
+    let mut settled = false;
+    while let Some(event) = g.machine.poll_event() {
+        any = true;
+        match event {
+            Event::Delivered(ack) => {
+                settled = true;
+                completions.push(g.slots.take(ack.id), Ok(ack));
+            }
+            Event::DeadLettered { id, record, reason } => {
+                settled = true;
+                let outcome = Err(DeliveryError::DeadLettered {
+                    reason: reason.clone(),
+                });
+                completions.push(g.slots.take(id), outcome);
+                dead.push(DeadLetter::new(
+                    id,
+                    record,
+                    DeadLetterReason::Rejected(reason),
+                ));
+            }
+            Event::Dropped { id, record } => {
+                settled = true;
+                completions.push(g.slots.take(id), Err(DeliveryError::Dropped));
+                dead.push(DeadLetter::new(id, record, DeadLetterReason::Overflow));
+            }
+            Event::Returned { id, record } => {
+                settled = true;
+                if g.abandoned {
+                    completions.push(g.slots.take(id), Err(DeliveryError::Abandoned));
+                    dead.push(DeadLetter::new(id, record, DeadLetterReason::Abandoned));
+                } else {
+                    completions.push(g.slots.take(id), Err(DeliveryError::Returned));
+                    g.returned.push(record);
+                }
+            }
+            Event::StateChanged { to, .. } => {
+                g.state = (to, g.state.1 + 1);
+                wake.append(&mut g.state_watchers);
+                if to == State::Closed {
+                    settled = true;
+                }
+            }
+        }
+    }
+    if settled {
+        wake.append(&mut g.progress);
+    }
+    any
+}
