@@ -9,6 +9,8 @@
 //!
 //! Scenarios run one at a time (they share two cores and measure timing).
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure
+
 #[path = "../support/mod.rs"]
 mod support;
 

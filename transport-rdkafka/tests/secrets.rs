@@ -4,6 +4,8 @@
 //! Its own test binary: it installs a global tracing subscriber that
 //! captures everything librdkafka and the transport log.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

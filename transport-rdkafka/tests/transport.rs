@@ -2,6 +2,8 @@
 //! cluster: the session contract of `robust_producer::transport`, the
 //! back-pressure signal, and configuration errors.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
