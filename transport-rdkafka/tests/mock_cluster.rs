@@ -9,7 +9,8 @@
 //!
 //! Scenarios run one at a time (they share two cores and measure timing).
 
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // test code: a panic is a failure, output helps
+#![allow(clippy::await_holding_lock)] // SERIAL is held across awaits on purpose
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -36,6 +37,8 @@ const PARTITIONS: i32 = 16;
 const KEYS: u64 = 64;
 const MAX_IN_FLIGHT: usize = 10_000;
 
+/// Held for a whole scenario, across awaits on purpose: each test blocks its
+/// own thread on its own runtime, and scenarios must not overlap.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {

@@ -2,7 +2,7 @@
 //! cluster: the session contract of `robust_producer::transport`, the
 //! back-pressure signal, and configuration errors.
 
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // test code: a panic is a failure, output helps
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
