@@ -1,0 +1,435 @@
+//! Throughput of the robust producer against raw rdkafka, in one run, on the
+//! same librdkafka mock cluster with the same settings: 100-byte payloads,
+//! a key and a 36-byte `event_id` header per record, `acks=all`,
+//! idempotence on, `linger.ms=5`. Counted: records the broker acknowledged.
+//!
+//! ```text
+//! cargo bench -p robust-producer-rdkafka --bench throughput
+//! cargo bench -p robust-producer-rdkafka --bench throughput -- --records 1000000 --backlog 1000000 --rounds 3
+//! ```
+//!
+//! Variants, interleaved over `--rounds` rounds (median reported):
+//! * `raw BaseProducer`: `send` in a loop, `poll` inline (every 1024 sends,
+//!   and when the queue is full), acks counted in the delivery callback.
+//! * `FutureProducer`: `send_result` pipelined, a window of delivery futures
+//!   awaited in order.
+//! * `robust producer`: `Producer::send(...).await` per record over the
+//!   rdkafka transport (tokio, 2 worker threads), then `flush`.
+//!
+//! Then the backlog: `--backlog` records accepted while every broker is
+//! down, then the broker comes up. Reported: the accept rate, the time from
+//! broker-up to the first delivery (the core's reconnect backoff and the
+//! transport's probe), and the drain rate from the first to the last
+//! delivery, as a ratio of raw BaseProducer's steady rate.
+
+#![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, FutureProducer, FutureRecord, Producer as _,
+    ProducerContext,
+};
+use robust_producer::{Config, Producer, Record, State, TokioRuntime};
+use robust_producer_rdkafka::{RdkafkaConfig, RdkafkaTransport};
+
+const PAYLOAD: usize = 100;
+const KEYS: usize = 1024;
+
+struct Args {
+    records: u64,
+    backlog: u64,
+    rounds: usize,
+    partitions: i32,
+    max_in_flight: usize,
+    variants: String,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        records: 1_000_000,
+        backlog: 1_000_000,
+        rounds: 3,
+        partitions: 8,
+        max_in_flight: Config::builder().build().unwrap().max_in_flight(),
+        variants: "raw,ours,future".to_owned(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().and_then(|v| v.parse::<u64>().ok());
+        match flag.as_str() {
+            "--records" => a.records = value().expect("--records N"),
+            "--backlog" => a.backlog = value().expect("--backlog N"),
+            "--rounds" => a.rounds = value().expect("--rounds N") as usize,
+            "--partitions" => a.partitions = value().expect("--partitions N") as i32,
+            "--max-in-flight" => a.max_in_flight = value().expect("--max-in-flight N") as usize,
+            "--variants" => a.variants = it.next().expect("--variants raw,ours,future"),
+            _ => {} // `cargo bench` passes --bench
+        }
+    }
+    a
+}
+
+/// The Kafka settings every variant shares.
+fn kafka_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "0");
+    c
+}
+
+struct Data {
+    payload: Vec<u8>,
+    keys: Vec<String>,
+}
+
+impl Data {
+    fn new() -> Self {
+        Self {
+            payload: vec![b'p'; PAYLOAD],
+            keys: (0..KEYS).map(|k| format!("key-{k:04}")).collect(),
+        }
+    }
+    fn key(&self, i: u64) -> &str {
+        &self.keys[i as usize % KEYS]
+    }
+}
+
+fn event_id(i: u64) -> String {
+    format!("00000000-0000-4000-8000-{i:012x}")
+}
+
+#[derive(Default)]
+struct Counting {
+    acked: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl ClientContext for Counting {}
+
+impl ProducerContext for Counting {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
+        match r {
+            Ok(_) => self.acked.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+struct Run {
+    acked: u64,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.acked as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+fn raw_base_producer(bootstrap: &str, topic: &str, n: u64, data: &Data) -> Run {
+    let producer: BaseProducer<Counting> = kafka_config(bootstrap)
+        .create_with_context(Counting::default())
+        .unwrap();
+    producer
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let t0 = Instant::now();
+    for i in 0..n {
+        let id = event_id(i);
+        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+            key: "event_id",
+            value: Some(id.as_bytes()),
+        });
+        let mut record = BaseRecord::to(topic)
+            .key(data.key(i))
+            .payload(data.payload.as_slice())
+            .headers(headers);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(1));
+                }
+                Err((e, _)) => panic!("{e}"),
+            }
+        }
+        if i % 1024 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    let ctx = producer.context().clone();
+    while ctx.acked.load(Ordering::Relaxed) + ctx.failed.load(Ordering::Relaxed) < n {
+        producer.poll(Duration::from_millis(1));
+    }
+    let elapsed = t0.elapsed();
+    assert_eq!(ctx.failed.load(Ordering::Relaxed), 0);
+    Run {
+        acked: ctx.acked.load(Ordering::Relaxed),
+        elapsed,
+    }
+}
+
+async fn future_producer(bootstrap: &str, topic: &str, n: u64, data: &Data) -> Run {
+    let producer: FutureProducer = kafka_config(bootstrap).create().unwrap();
+    producer
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut window = VecDeque::new();
+    let mut acked = 0;
+    let mut settle = |r: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, _>| {
+        if matches!(r, Ok(Ok(_))) {
+            acked += 1;
+        }
+    };
+    let t0 = Instant::now();
+    for i in 0..n {
+        let id = event_id(i);
+        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+            key: "event_id",
+            value: Some(id.as_bytes()),
+        });
+        let mut record = FutureRecord::to(topic)
+            .key(data.key(i))
+            .payload(data.payload.as_slice())
+            .headers(headers);
+        loop {
+            match producer.send_result(record) {
+                Ok(f) => {
+                    window.push_back(f);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    let oldest = window.pop_front().expect("queue full with nothing pending");
+                    settle(oldest.await);
+                }
+                Err((e, _)) => panic!("{e}"),
+            }
+        }
+    }
+    while let Some(f) = window.pop_front() {
+        settle(f.await);
+    }
+    Run {
+        acked,
+        elapsed: t0.elapsed(),
+    }
+}
+
+fn robust_config(args: &Args, queued: u64) -> Config {
+    Config::builder()
+        .max_queued_records(queued as usize + 1)
+        .max_queued_bytes(4 << 30)
+        .max_in_flight(args.max_in_flight)
+        .seed(1)
+        .build()
+        .unwrap()
+}
+
+fn robust_record(topic: &str, i: u64, data: &Data) -> Record {
+    Record::new(topic, data.payload.clone())
+        .with_key(data.key(i))
+        .with_header("event_id", event_id(i))
+}
+
+async fn wait_state(p: &Producer, want: State) {
+    while p.state() != want {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn robust_producer(args: &Args, bootstrap: &str, topic: &str, n: u64, data: &Data) -> Run {
+    let transport = RdkafkaTransport::new(RdkafkaConfig::new(bootstrap)).unwrap();
+    let producer = Producer::builder(robust_config(args, n)).start(transport, TokioRuntime::new());
+    wait_state(&producer, State::Connected).await;
+    let t0 = Instant::now();
+    for i in 0..n {
+        drop(producer.send(robust_record(topic, i, data)).await.unwrap());
+    }
+    producer.flush(Duration::from_secs(600)).await.unwrap();
+    let elapsed = t0.elapsed();
+    let stats = producer.stats();
+    assert_eq!(stats.delivered, n, "{stats:?}");
+    producer.close(Duration::from_secs(5)).await;
+    Run {
+        acked: stats.delivered,
+        elapsed,
+    }
+}
+
+struct Backlog {
+    accept_rate: f64,
+    first_delivery: Duration,
+    drain: Run,
+    total: Duration,
+}
+
+async fn robust_backlog(
+    args: &Args,
+    cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    topic: &str,
+    data: &Data,
+) -> Backlog {
+    let n = args.backlog;
+    cluster.broker_down(-1).unwrap();
+    let transport = RdkafkaTransport::new(RdkafkaConfig::new(cluster.bootstrap_servers())).unwrap();
+    let producer = Producer::builder(robust_config(args, n)).start(transport, TokioRuntime::new());
+    let t0 = Instant::now();
+    for i in 0..n {
+        drop(producer.send(robust_record(topic, i, data)).await.unwrap());
+    }
+    let accept_rate = n as f64 / t0.elapsed().as_secs_f64();
+    assert_eq!(producer.stats().delivered, 0);
+    let up = Instant::now();
+    cluster.broker_up(-1).unwrap();
+    let mut first = None;
+    loop {
+        let delivered = producer.stats().delivered;
+        if delivered > 0 && first.is_none() {
+            first = Some((Instant::now(), delivered));
+        }
+        if delivered >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let end = Instant::now();
+    let (first_at, first_count) = first.unwrap();
+    producer.close(Duration::from_secs(5)).await;
+    Backlog {
+        accept_rate,
+        first_delivery: first_at - up,
+        drain: Run {
+            acked: n - first_count,
+            elapsed: end - first_at,
+        },
+        total: end - up,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args = args();
+    let cluster = MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let data = Data::new();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "mock cluster 1 broker, {} partitions; {} records of {PAYLOAD} B per run, {} rounds; \
+         acks=all, idempotence, linger.ms=5; core max_in_flight {}",
+        args.partitions, args.records, args.rounds, args.max_in_flight
+    );
+    let (mut raw, mut fut, mut ours) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..args.rounds {
+        let topic = |v: &str| {
+            let t = format!("bench-{v}-{round}");
+            cluster.create_topic(&t, args.partitions, 1).unwrap();
+            t
+        };
+        let skipped = || Run {
+            acked: 0,
+            elapsed: Duration::from_secs(1),
+        };
+        let wanted = |v: &str| args.variants.split(',').any(|w| w == v);
+        let r = if wanted("raw") {
+            raw_base_producer(&bootstrap, &topic("raw"), args.records, &data)
+        } else {
+            skipped()
+        };
+        let o = if wanted("ours") {
+            rt.block_on(robust_producer(
+                &args,
+                &bootstrap,
+                &topic("ours"),
+                args.records,
+                &data,
+            ))
+        } else {
+            skipped()
+        };
+        let f = if wanted("future") {
+            rt.block_on(future_producer(
+                &bootstrap,
+                &topic("future"),
+                args.records,
+                &data,
+            ))
+        } else {
+            skipped()
+        };
+        println!(
+            "round {round}: raw BaseProducer {:>10.0}/s   robust producer {:>10.0}/s   FutureProducer {:>10.0}/s",
+            r.rate(),
+            o.rate(),
+            f.rate()
+        );
+        raw.push(r.rate());
+        ours.push(o.rate());
+        fut.push(f.rate());
+    }
+    if args.rounds == 0 {
+        raw.push(f64::NAN);
+        ours.push(f64::NAN);
+        fut.push(f64::NAN);
+    }
+    let (raw, ours, fut) = (median(raw), median(ours), median(fut));
+    println!();
+    println!("| variant | msgs/s (median) | ratio to raw BaseProducer |");
+    println!("|---|---:|---:|");
+    println!("| raw rdkafka BaseProducer | {raw:.0} | 1.00 |");
+    println!(
+        "| robust producer (rdkafka transport) | {ours:.0} | {:.2} |",
+        ours / raw
+    );
+    println!(
+        "| rdkafka FutureProducer, pipelined | {fut:.0} | {:.2} |",
+        fut / raw
+    );
+    if args.backlog > 0 {
+        cluster
+            .create_topic("bench-backlog", args.partitions, 1)
+            .unwrap();
+        let b = rt.block_on(robust_backlog(&args, &cluster, "bench-backlog", &data));
+        println!();
+        println!(
+            "backlog of {} records accepted while the broker was down:",
+            args.backlog
+        );
+        println!("  accepted at               {:>10.0}/s", b.accept_rate);
+        println!("  broker up -> first ack    {:>10.0?}", b.first_delivery);
+        println!(
+            "  drain (first to last ack) {:>10.0}/s = {:.2} of raw BaseProducer steady",
+            b.drain.rate(),
+            b.drain.rate() / raw
+        );
+        println!(
+            "  broker up -> all acked    {:>10.0?} = {:.0}/s = {:.2} of raw",
+            b.total,
+            args.backlog as f64 / b.total.as_secs_f64(),
+            args.backlog as f64 / b.total.as_secs_f64() / raw
+        );
+    }
+}
