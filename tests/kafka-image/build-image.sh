@@ -20,7 +20,7 @@ BUILD_DIR="${KAFKA_IMAGE_BUILD_DIR:-$HERE/build}"
 CTX="$BUILD_DIR/context"
 LABEL="robust-producer.kafka-image.inputs"
 
-say() { echo "[build-image] $*"; }
+say() { echo "[build-image +$(( $(date +%s) - T0 ))s] $*"; }
 die() { echo "[build-image] ERROR: $*" >&2; exit 1; }
 sha() { sha256sum | cut -c1-16; }
 now() { date +%s; }
@@ -52,7 +52,8 @@ need_apt() { # package, what for
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
         say "installing Debian package $1 ($2)"
         if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$1" >/dev/null; then
-            apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$1" >/dev/null \
+            apt-get update -q >/dev/null || die "apt-get update failed (Debian mirrors unreachable?)"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$1" >/dev/null \
                 || die "could not install Debian package $1 ($2)"
         fi
     else
@@ -100,17 +101,19 @@ mark_step() { echo "$2" > "$BUILD_DIR/$1.stamp"; }
 # 3. Kafka jars + runtime deps + log4j2 backend (Maven Central).
 JARS_HASH="$(sha < "$HERE/pom.xml")"
 if done_step jars "$JARS_HASH" && [ -d "$CTX/libs" ]; then
-    say "jars: cached ($(ls "$CTX/libs" | wc -l) jars)"
+    say "jars: cached ($(find "$CTX/libs" -name "*.jar" | wc -l) jars)"
 else
     say "jars: mvn dependency:copy-dependencies"
     rm -rf "$CTX/libs" "$CTX/libs.tmp"
-    mvn -B -q -f "$HERE/pom.xml" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$CTX/libs.tmp" \
-        || die "Maven could not fetch the Kafka jars (is Maven Central reachable? see output above)"
+    if ! mvn -B -Dstyle.color=never -f "$HERE/pom.xml" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$CTX/libs.tmp" > "$BUILD_DIR/mvn.log" 2>&1; then
+        tail -n 30 "$BUILD_DIR/mvn.log" >&2
+        die "Maven could not fetch the Kafka jars (is Maven Central reachable? full log: $BUILD_DIR/mvn.log)"
+    fi
     ls "$CTX/libs.tmp"/kafka_2.13-*.jar >/dev/null 2>&1 || die "kafka_2.13 jar missing after mvn"
     mv "$CTX/libs.tmp" "$CTX/libs"
     mark_step jars "$JARS_HASH"
-    say "jars: $(ls "$CTX/libs" | wc -l) jars, $(du -sh "$CTX/libs" | cut -f1)"
+    say "jars: $(find "$CTX/libs" -name "*.jar" | wc -l) jars, $(du -sh "$CTX/libs" | cut -f1)"
 fi
 
 # ---------------------------------------------------------------------------
@@ -147,7 +150,7 @@ MODULES="$(cat "$BUILD_DIR/modules.txt")"
 # 5. jlink JRE. The AWT/sound/font natives of java.desktop (pulled in for
 #    java.beans) are never used by a headless broker and would drag X11,
 #    freetype, etc. into the image, so they are removed.
-JRE_HASH="$( { echo "$MODULES"; cat "$JDK/release"; echo v2; } | sha )"
+JRE_HASH="$( { echo "$MODULES"; cat "$JDK/release"; echo v3; } | sha )"
 if done_step jre "$JRE_HASH" && [ -x "$CTX/jre/bin/java" ]; then
     say "jre: cached ($(du -sh "$CTX/jre" | cut -f1))"
 else
@@ -156,7 +159,7 @@ else
     "$JDK/bin/jlink" --add-modules "$MODULES" --strip-debug --no-man-pages --no-header-files \
         --compress=2 --output "$CTX/jre" || die "jlink failed"
     (cd "$CTX/jre/lib" && rm -f libawt.so libawt_headless.so libawt_xawt.so libfontmanager.so \
-        libjavajpeg.so libjsound.so liblcms.so libmlib_image.so libsplashscreen.so)
+        libjavajpeg.so libjawt.so libjsound.so liblcms.so libmlib_image.so libsplashscreen.so)
     # Default CDS archive for the JDK classes: faster JVM start.
     "$CTX/jre/bin/java" -Xshare:dump >/dev/null 2>&1 || say "jre: (CDS archive not generated; fine)"
     mark_step jre "$JRE_HASH"
@@ -177,7 +180,7 @@ done
 natives="$BUILD_DIR/natives"
 rm -rf "$natives" && mkdir -p "$natives"
 for j in "$CTX"/libs/*.jar; do
-    unzip -Z1 "$j" 2>/dev/null | grep -E '(linux|Linux)/(amd64|x86_64)/[^/]+\.so$' | while read -r so; do
+    for so in $(unzip -Z1 "$j" 2>/dev/null | grep -E '(linux|Linux)/(amd64|x86_64)/[^/]+\.so$' || true); do
         unzip -qo "$j" "$so" -d "$natives"
     done
 done
@@ -215,10 +218,77 @@ install -m 0755 "$HERE/image/start-kafka.sh" "$CTX/kafka/bin/start-kafka.sh"
 install -m 0644 "$HERE/image/server.properties" "$HERE/image/log4j2.properties" "$CTX/kafka/config/"
 install -m 0644 "$HERE/image/Dockerfile" "$CTX/Dockerfile"
 
+# Pre-formatted storage for the default cluster id / node id: a container's
+# first start then needs no separate StorageTool JVM (start-kafka.sh discards
+# it if the container's settings differ).
+# shellcheck disable=SC2016
+CLUSTER_ID="$(sed -n 's/^CLUSTER_ID="\${CLUSTER_ID:-\(.*\)}"$/\1/p' "$HERE/image/start-kafka.sh")"
+[ -n "$CLUSTER_ID" ] || die "could not read the default CLUSTER_ID from image/start-kafka.sh"
+fmt_conf="$BUILD_DIR/format.properties"
+{ cat "$HERE/image/server.properties"
+  echo "log.dirs=$BASE/var/lib/kafka/data"
+  echo "advertised.listeners=PLAINTEXT://127.0.0.1:9092,BROKER://127.0.0.1:9094"
+} > "$fmt_conf"
+"$CTX/jre/bin/java" -Xmx256m -XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile="$HERE/image/log4j2.properties" \
+    -Dkafka.root.loglevel=WARN -cp "$CTX/libs/*" kafka.tools.StorageTool format \
+    -t "$CLUSTER_ID" -c "$fmt_conf" >/dev/null || die "StorageTool format (pre-formatting the image's data dir) failed"
+rm -f "$fmt_conf"
+echo "$CLUSTER_ID" > "$BASE/var/lib/kafka/preformatted"
+
 # ---------------------------------------------------------------------------
 # 7. docker build (the classic builder: no buildx plugin needed).
+dbuild() { # tag, extra args...
+    local tag=$1; shift
+    DOCKER_BUILDKIT=0 docker build -q "$@" -t "$tag" "$CTX" \
+        2> >(grep -v -i 'legacy builder\|buildx\|DEPRECATED\|BuildKit\|environment-variable\|^ *$' >&2) >/dev/null
+}
+
+# 8. Class-data sharing: start the broker once in a container with
+#    -XX:ArchiveClassesAtExit, stop it, keep the archive (cuts the broker's
+#    start-up by about a third). KAFKA_IMAGE_CDS=0 skips it.
+# (the archive records the jars' and the JRE's sizes and mtimes: include them)
+CDS_HASH="$( { echo "$JRE_HASH $JARS_HASH"; find "$CTX/libs" "$CTX/jre/lib/modules" -printf '%p %s %T@\n' | sort; cat "$HERE/image/server.properties" "$HERE/image/log4j2.properties" "$HERE/image/Dockerfile"; } | sha )"
+if [ "${KAFKA_IMAGE_CDS:-1}" = 0 ]; then
+    say "cds: disabled (KAFKA_IMAGE_CDS=0)"
+    rm -rf "$CTX/cds" && mkdir -p "$CTX/cds"
+elif done_step cds "$CDS_HASH" && [ -s "$CTX/cds/kafka.jsa" ]; then
+    say "cds: cached ($(du -sh "$CTX/cds/kafka.jsa" | cut -f1))"
+else
+    rm -rf "$CTX/cds" && mkdir -p "$CTX/cds"
+    training_tag="robust-producer/kafka-cds-training:$$"
+    training_ctr="robust-producer-kafka-cds-training-$$"
+    trap 'docker rm -f "$training_ctr" >/dev/null 2>&1 || true; docker rmi "$training_tag" >/dev/null 2>&1 || true' EXIT
+    say "cds: training run (start the broker once, record its classes)"
+    dbuild "$training_tag" || die "docker build (training image) failed"
+    docker run -d --name "$training_ctr" -e KAFKA_CDS=off \
+        -e KAFKA_OPTS="-XX:ArchiveClassesAtExit=/tmp/kafka.jsa -Xlog:cds=off -Xlog:cds+dynamic=off" \
+        "$training_tag" >/dev/null || die "could not start the CDS training container"
+    started=""
+    for _ in $(seq 1 360); do
+        if docker logs "$training_ctr" 2>&1 | grep -q 'Kafka Server started'; then started=1; break; fi
+        [ "$(docker inspect -f '{{.State.Running}}' "$training_ctr")" = true ] || break
+        sleep 0.5
+    done
+    if [ -z "$started" ]; then
+        docker logs --tail 30 "$training_ctr" >&2 || true
+        die "the broker did not print 'Kafka Server started' within 180 s in the training container (log above)"
+    fi
+    docker stop -t 120 "$training_ctr" >/dev/null
+    if docker cp "$training_ctr:/tmp/kafka.jsa" "$CTX/cds/kafka.jsa" 2>/dev/null && [ -s "$CTX/cds/kafka.jsa" ]; then
+        mark_step cds "$CDS_HASH"
+        say "cds: archive $(du -sh "$CTX/cds/kafka.jsa" | cut -f1)"
+    else
+        rm -rf "$CTX/cds" && mkdir -p "$CTX/cds"
+        say "cds: WARNING: no archive was written; building without it"
+    fi
+    docker rm -f "$training_ctr" >/dev/null 2>&1 || true
+    docker rmi "$training_tag" >/dev/null 2>&1 || true
+    trap - EXIT
+fi
+
 say "docker build -t $IMAGE"
-DOCKER_BUILDKIT=0 docker build -q --label "$LABEL=$INPUTS_HASH" -t "$IMAGE" "$CTX" 2> >(grep -v -i 'legacy builder\|buildx\|DEPRECATED\|^ *$' >&2) >/dev/null \
-    || die "docker build failed"
+dbuild "$IMAGE" --label "$LABEL=$INPUTS_HASH" || die "docker build failed"
+# earlier builds of this image, now untagged
+docker image prune -f --filter "label=$LABEL" >/dev/null 2>&1 || true
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
 say "built $IMAGE: $((size / 1024 / 1024)) MB in $(( $(now) - T0 )) s"

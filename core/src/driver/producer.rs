@@ -100,6 +100,8 @@ impl ProducerBuilder {
     where
         T: Transport + 'static,
     {
+        let overflow = self.config.overflow();
+        let service_name = self.config.service_name().to_owned();
         let machine = Machine::new(self.config, runtime.now());
         let dead_letters = self.dead_letters.unwrap_or_else(|| {
             Arc::new(|dl: DeadLetter| {
@@ -112,6 +114,8 @@ impl ProducerBuilder {
             handle: Arc::new(Handle {
                 shared,
                 drop_grace: self.drop_grace,
+                overflow,
+                service_name,
             }),
         };
         (producer, Box::pin(driver.run()))
@@ -130,6 +134,9 @@ pub struct Producer {
 struct Handle {
     shared: Arc<Shared>,
     drop_grace: Duration,
+    /// Copies of immutable config, read without the lock.
+    overflow: OverflowPolicy,
+    service_name: String,
 }
 
 impl Drop for Handle {
@@ -194,7 +201,7 @@ impl Producer {
     /// As [`Producer::try_send`]; under `Block`, `QueueFull` comes after the
     /// policy's timeout.
     pub async fn send(&self, record: Record) -> Result<DeliveryHandle, EnqueueError> {
-        let timeout = match self.shared().lock().machine.config().overflow() {
+        let timeout = match self.handle.overflow {
             OverflowPolicy::Block { timeout } => timeout,
             _ => return self.try_send(record),
         };
@@ -267,14 +274,8 @@ impl Producer {
         payload: &P,
         key: Option<&str>,
     ) -> Result<DeliveryHandle, SendEventError> {
-        let service = self
-            .shared()
-            .lock()
-            .machine
-            .config()
-            .service_name()
-            .to_owned();
-        let record = EventEnvelope::new(event_type, &service, payload).into_record(topic, key)?;
+        let record = EventEnvelope::new(event_type, &self.handle.service_name, payload)
+            .into_record(topic, key)?;
         Ok(self.send(record).await?)
     }
 

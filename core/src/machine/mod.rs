@@ -572,11 +572,14 @@ impl Machine {
                 if self.queue.requeue(id) {
                     self.counters.retried += 1;
                     self.last_progress = now;
-                    if self.retry_hold.is_none() {
-                        let delay = self.retry.next().unwrap_or(self.config.backoff().max);
-                        self.retry_hold = Some(now + delay);
-                        debug!(%id, reason = %error.reason, ?delay, "retriable failure; sending paused");
-                    }
+                    // One backoff step per burst of failures; every failed
+                    // record still waits at least the initial delay.
+                    let hold = match self.retry_hold.filter(|h| *h > now) {
+                        None => now + self.retry.next().unwrap_or(self.config.backoff().max),
+                        Some(hold) => hold.max(now + self.config.backoff().initial),
+                    };
+                    debug!(%id, reason = %error.reason, ?hold, "retriable failure; sending paused");
+                    self.retry_hold = Some(hold);
                     self.last_error = Some(error.reason);
                 }
             }

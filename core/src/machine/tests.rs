@@ -1,1 +1,339 @@
-//! Unit tests of the machine.
+//! Focused unit tests of the machine; the model-based properties live in
+//! `tests/machine_model.rs`.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::config::BackoffConfig;
+
+fn config() -> ConfigBuilder {
+    Config::builder()
+        .max_queued_records(10)
+        .max_in_flight(3)
+        .connect_timeout(Duration::from_secs(1))
+        .ack_timeout(Duration::from_secs(5))
+        .backoff(BackoffConfig {
+            initial: Duration::from_millis(100),
+            multiplier: 2.0,
+            max: Duration::from_secs(1),
+            jitter: 0.0,
+        })
+        .seed(3)
+}
+
+use crate::config::ConfigBuilder;
+
+fn record(key: &str) -> Record {
+    Record::new("topic", b"v".to_vec()).with_key(key.as_bytes().to_vec())
+}
+
+/// Runs commands, returning (connects, sent ids).
+fn commands(m: &mut Machine, now: Instant) -> (usize, Vec<u64>) {
+    let (mut connects, mut sent) = (0, Vec::new());
+    while let Some(c) = m.poll_command(now) {
+        match c {
+            Command::Connect => connects += 1,
+            Command::Send { id, .. } => sent.push(id.0),
+            Command::Close => {}
+        }
+    }
+    (connects, sent)
+}
+
+fn states(m: &mut Machine) -> Vec<State> {
+    let mut out = Vec::new();
+    while let Some(e) = m.poll_event() {
+        if let Event::StateChanged { to, .. } = e {
+            out.push(to);
+        }
+    }
+    out
+}
+
+#[test]
+fn starts_disconnected_and_connects_at_once() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(config().build().unwrap(), t0);
+    assert_eq!(m.state(), State::Disconnected);
+    assert_eq!(m.poll_timeout(), Some(t0));
+    m.handle_timeout(t0);
+    assert_eq!(commands(&mut m, t0), (1, vec![]));
+    assert_eq!(m.state(), State::Connecting);
+    assert_eq!(m.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+}
+
+#[test]
+fn accepts_while_down_then_drains_in_order_with_a_window() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(config().build().unwrap(), t0);
+    for k in ["a", "b", "a", "c", "a"] {
+        m.enqueue(record(k), t0).unwrap();
+    }
+    m.handle_timeout(t0);
+    let _ = commands(&mut m, t0);
+    m.handle_transport(TransportEvent::Connected, t0);
+    assert_eq!(states(&mut m), [State::Connecting, State::Draining]);
+    assert_eq!(commands(&mut m, t0).1, [1, 2, 3], "window of 3");
+    m.handle_transport(TransportEvent::Delivered(Ack::new(RecordId(2))), t0);
+    assert_eq!(commands(&mut m, t0).1, [4]);
+    for id in [1, 3, 4] {
+        m.handle_transport(TransportEvent::Delivered(Ack::new(RecordId(id))), t0);
+    }
+    assert_eq!(commands(&mut m, t0).1, [5]);
+    m.handle_transport(TransportEvent::Delivered(Ack::new(RecordId(5))), t0);
+    assert_eq!(states(&mut m), [State::Connected]);
+    assert_eq!(m.stats(t0).delivered, 5);
+}
+
+#[test]
+fn link_loss_puts_in_flight_back_in_front_and_backs_off() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(config().build().unwrap(), t0);
+    m.handle_timeout(t0);
+    let _ = commands(&mut m, t0);
+    m.handle_transport(TransportEvent::Connected, t0);
+    for k in ["a", "a", "a", "a"] {
+        m.enqueue(record(k), t0).unwrap();
+    }
+    assert_eq!(commands(&mut m, t0).1, [1, 2, 3]);
+    m.handle_transport(TransportEvent::Delivered(Ack::new(RecordId(1))), t0);
+    m.handle_transport(TransportEvent::LinkLost("gone".into()), t0);
+    assert_eq!(m.state(), State::Disconnected);
+    assert_eq!(m.in_flight(), 0);
+    let retry = m.poll_timeout().unwrap();
+    assert_eq!(
+        retry,
+        t0 + Duration::from_millis(100),
+        "initial backoff, no jitter"
+    );
+    m.handle_timeout(retry);
+    let _ = commands(&mut m, retry);
+    m.handle_transport(TransportEvent::Connected, retry);
+    assert_eq!(
+        commands(&mut m, retry).1,
+        [2, 3, 4],
+        "unacknowledged first, in order"
+    );
+    assert_eq!(m.stats(retry).link_losses, 1);
+}
+
+#[test]
+fn connect_timeout_and_refusals_back_off_exponentially_up_to_the_cap() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(config().build().unwrap(), t0);
+    let mut now = t0;
+    let mut waits = Vec::new();
+    for attempt in 0..6 {
+        m.handle_timeout(now);
+        assert_eq!(commands(&mut m, now).0, 1);
+        if attempt % 2 == 0 {
+            now = m.poll_timeout().unwrap(); // connect deadline
+            m.handle_timeout(now);
+        } else {
+            m.handle_transport(TransportEvent::ConnectFailed("refused".into()), now);
+        }
+        let next = m.poll_timeout().unwrap();
+        waits.push((next - now).as_millis());
+        now = next;
+    }
+    assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
+    assert_eq!(m.stats(now).reconnect_attempts, 6);
+}
+
+#[test]
+fn hung_link_is_detected_by_the_ack_timeout() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(config().build().unwrap(), t0);
+    m.handle_timeout(t0);
+    let _ = commands(&mut m, t0);
+    m.handle_transport(TransportEvent::Connected, t0);
+    m.enqueue(record("a"), t0).unwrap();
+    let _ = commands(&mut m, t0);
+    assert_eq!(m.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+    m.handle_timeout(t0 + Duration::from_secs(5));
+    assert_eq!(m.state(), State::Disconnected);
+    assert!(
+        m.stats(t0)
+            .last_error
+            .unwrap()
+            .contains("no acknowledgement")
+    );
+}
+
+#[test]
+fn permanent_failure_dead_letters_and_does_not_block() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(config().build().unwrap(), t0);
+    m.handle_timeout(t0);
+    let _ = commands(&mut m, t0);
+    m.handle_transport(TransportEvent::Connected, t0);
+    for k in ["a", "a"] {
+        m.enqueue(record(k), t0).unwrap();
+    }
+    let _ = commands(&mut m, t0);
+    let error = TransportError::permanent("MSG_SIZE_TOO_LARGE");
+    m.handle_transport(
+        TransportEvent::Failed {
+            id: RecordId(1),
+            error,
+        },
+        t0,
+    );
+    m.handle_transport(TransportEvent::Delivered(Ack::new(RecordId(2))), t0);
+    let events: Vec<_> = std::iter::from_fn(|| m.poll_event()).collect();
+    assert!(events.iter().any(|e| matches!(e,
+        Event::DeadLettered { id: RecordId(1), reason, .. } if reason == "MSG_SIZE_TOO_LARGE")));
+    assert!(events.contains(&Event::Delivered(Ack::new(RecordId(2)))));
+    assert_eq!(m.held_records(), 0);
+}
+
+#[test]
+fn overflow_policies() {
+    let t0 = Instant::now();
+    let small = || config().max_queued_records(2).max_in_flight(1);
+    let mut reject = Machine::new(
+        small().overflow(OverflowPolicy::Reject).build().unwrap(),
+        t0,
+    );
+    reject.enqueue(record("a"), t0).unwrap();
+    reject.enqueue(record("b"), t0).unwrap();
+    let err = reject.enqueue(record("c"), t0).unwrap_err();
+    assert!(matches!(
+        &err,
+        EnqueueError::QueueFull {
+            held_records: 2,
+            ..
+        }
+    ));
+    assert_eq!(err.into_record().key.as_deref(), Some(&b"c"[..]));
+
+    let mut oldest = Machine::new(
+        small()
+            .overflow(OverflowPolicy::DropOldest)
+            .build()
+            .unwrap(),
+        t0,
+    );
+    for k in ["a", "b", "c"] {
+        oldest.enqueue(record(k), t0).unwrap();
+    }
+    assert!(matches!(
+        oldest.poll_event(),
+        Some(Event::Dropped {
+            id: RecordId(1),
+            ..
+        })
+    ));
+    assert_eq!(oldest.held_records(), 2);
+
+    let mut newest = Machine::new(
+        small()
+            .overflow(OverflowPolicy::DropNewest)
+            .build()
+            .unwrap(),
+        t0,
+    );
+    for k in ["a", "b", "c"] {
+        newest.enqueue(record(k), t0).unwrap();
+    }
+    assert!(matches!(
+        newest.poll_event(),
+        Some(Event::Dropped {
+            id: RecordId(3),
+            ..
+        })
+    ));
+    assert_eq!(newest.stats(t0).dropped, 1);
+}
+
+#[test]
+fn bad_records_are_refused_with_a_reason() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(config().max_record_bytes(100).build().unwrap(), t0);
+    let err = m
+        .enqueue(Record::new("bad topic!", b"x".to_vec()), t0)
+        .unwrap_err();
+    assert!(err.to_string().contains("only [a-zA-Z0-9._-]"), "{err}");
+    let err = m.enqueue(Record::new("", b"x".to_vec()), t0).unwrap_err();
+    assert!(err.to_string().contains("1 to 249"), "{err}");
+    let err = m.enqueue(Record::new("t", vec![0; 200]), t0).unwrap_err();
+    assert!(matches!(
+        err,
+        EnqueueError::RecordTooLarge {
+            size: 201,
+            max: 100,
+            ..
+        }
+    ));
+    assert_eq!(m.stats(t0).accepted, 0);
+}
+
+#[test]
+fn shutdown_returns_what_is_left_at_the_deadline() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(config().build().unwrap(), t0);
+    for k in ["a", "b"] {
+        m.enqueue(record(k), t0).unwrap();
+    }
+    m.shutdown(t0 + Duration::from_secs(2), t0);
+    assert!(matches!(
+        m.enqueue(record("c"), t0),
+        Err(EnqueueError::Closed { .. })
+    ));
+    let mut now = t0;
+    while m.state() != State::Closed {
+        now = m.poll_timeout().unwrap();
+        m.handle_timeout(now);
+        let _ = commands(&mut m, now);
+    }
+    assert_eq!(now, t0 + Duration::from_secs(2));
+    let returned: Vec<_> = std::iter::from_fn(|| m.poll_event())
+        .filter_map(|e| match e {
+            Event::Returned { id, .. } => Some(id.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(returned, [1, 2]);
+    assert_eq!(m.poll_timeout(), None);
+}
+
+#[test]
+fn shutdown_with_nothing_held_closes_at_once() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(config().build().unwrap(), t0);
+    m.shutdown(t0 + Duration::from_secs(2), t0);
+    assert_eq!(m.state(), State::Closed);
+    assert_eq!(m.poll_command(t0), Some(Command::Close));
+}
+
+#[test]
+fn queue_keeps_in_flight_sorted_after_a_retry() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(config().build().unwrap(), t0);
+    m.handle_timeout(t0);
+    let _ = commands(&mut m, t0);
+    m.handle_transport(TransportEvent::Connected, t0);
+    for k in ["a", "b", "c"] {
+        m.enqueue(record(k), t0).unwrap();
+    }
+    let _ = commands(&mut m, t0);
+    let error = TransportError::retriable("timed out");
+    m.handle_transport(
+        TransportEvent::Failed {
+            id: RecordId(1),
+            error,
+        },
+        t0,
+    );
+    assert_eq!(m.queue.in_flight_ids(), [RecordId(2), RecordId(3)]);
+    assert_eq!(commands(&mut m, t0).1, Vec::<u64>::new(), "held back");
+    let later = m.poll_timeout().unwrap();
+    assert_eq!(later, t0 + Duration::from_millis(100));
+    m.handle_timeout(later);
+    assert_eq!(commands(&mut m, later).1, [1]);
+    assert_eq!(
+        m.queue.in_flight_ids(),
+        [RecordId(1), RecordId(2), RecordId(3)]
+    );
+    assert_eq!(m.stats(later).retried, 1);
+}

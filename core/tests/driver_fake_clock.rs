@@ -1,0 +1,501 @@
+//! Driver tests on a fake clock, without tokio: the driver future and the
+//! application's futures are polled by hand, time moves only when the test
+//! moves it, and a scripted transport answers exactly as told.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use robust_producer::{
+    Ack, BackoffConfig, BoxFuture, Config, DeadLetter, DeadLetterReason, DeliveryError,
+    EnqueueError, FlushError, OverflowPolicy, Producer, Record, RecordId, Runtime, State,
+    Transport, TransportError, TransportEvent,
+};
+
+// ----- a fake clock -----------------------------------------------------
+
+#[derive(Default)]
+struct Clock {
+    now: Option<Instant>,
+    sleepers: Vec<(Instant, Waker)>,
+}
+
+#[derive(Clone)]
+struct FakeRuntime(Arc<Mutex<Clock>>);
+
+impl FakeRuntime {
+    fn new() -> Self {
+        Self(Arc::new(Mutex::new(Clock {
+            now: Some(Instant::now()),
+            sleepers: Vec::new(),
+        })))
+    }
+
+    fn advance(&self, by: Duration) {
+        let mut c = self.0.lock().unwrap();
+        let now = c.now.unwrap() + by;
+        c.now = Some(now);
+        let (due, later): (Vec<_>, Vec<_>) = c.sleepers.drain(..).partition(|(t, _)| *t <= now);
+        c.sleepers = later;
+        drop(c);
+        due.into_iter().for_each(|(_, w)| w.wake());
+    }
+
+    fn next_sleep(&self) -> Option<Instant> {
+        self.0
+            .lock()
+            .unwrap()
+            .sleepers
+            .iter()
+            .map(|(t, _)| *t)
+            .min()
+    }
+}
+
+struct Sleep {
+    clock: Arc<Mutex<Clock>>,
+    deadline: Instant,
+}
+
+impl Future for Sleep {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut c = self.clock.lock().unwrap();
+        if c.now.unwrap() >= self.deadline {
+            return Poll::Ready(());
+        }
+        c.sleepers.push((self.deadline, cx.waker().clone()));
+        Poll::Pending
+    }
+}
+
+impl Runtime for FakeRuntime {
+    fn now(&self) -> Instant {
+        self.0.lock().unwrap().now.unwrap()
+    }
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture {
+        Box::pin(Sleep {
+            clock: self.0.clone(),
+            deadline,
+        })
+    }
+    fn spawn(&self, _task: BoxFuture) {
+        unreachable!("tests poll the driver themselves")
+    }
+}
+
+// ----- a scripted transport ---------------------------------------------
+
+#[derive(Default)]
+struct Script {
+    connects: usize,
+    sent: Vec<RecordId>,
+    events: VecDeque<TransportEvent>,
+    waker: Option<Waker>,
+    closed: bool,
+    refuse_sends: bool,
+}
+
+#[derive(Clone, Default)]
+struct Scripted(Arc<Mutex<Script>>);
+
+impl Scripted {
+    fn push(&self, e: TransportEvent) {
+        let mut s = self.0.lock().unwrap();
+        s.events.push_back(e);
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
+    }
+    fn ack_all(&self) {
+        let sent: Vec<_> = self.0.lock().unwrap().sent.drain(..).collect();
+        for id in sent {
+            self.push(TransportEvent::Delivered(Ack::new(id)));
+        }
+    }
+    fn sent(&self) -> Vec<u64> {
+        self.0.lock().unwrap().sent.iter().map(|i| i.0).collect()
+    }
+    fn connects(&self) -> usize {
+        self.0.lock().unwrap().connects
+    }
+}
+
+#[async_trait]
+impl Transport for Scripted {
+    fn connect(&mut self) {
+        self.0.lock().unwrap().connects += 1;
+    }
+    fn send(&mut self, id: RecordId, _record: &Record) -> Result<(), TransportError> {
+        let mut s = self.0.lock().unwrap();
+        if s.refuse_sends {
+            return Err(TransportError::link("down"));
+        }
+        s.sent.push(id);
+        Ok(())
+    }
+    fn try_next_event(&mut self) -> Option<TransportEvent> {
+        self.0.lock().unwrap().events.pop_front()
+    }
+    async fn next_event(&mut self) -> TransportEvent {
+        std::future::poll_fn(|cx| {
+            let mut s = self.0.lock().unwrap();
+            match s.events.pop_front() {
+                Some(e) => Poll::Ready(e),
+                None => {
+                    s.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+    async fn close(&mut self, _timeout: Duration) {
+        self.0.lock().unwrap().closed = true;
+    }
+}
+
+// ----- harness ----------------------------------------------------------
+
+struct Harness {
+    rt: FakeRuntime,
+    transport: Scripted,
+    producer: Producer,
+    driver: Option<BoxFuture>,
+    dead: Arc<Mutex<Vec<DeadLetter>>>,
+}
+
+fn config() -> robust_producer::ConfigBuilder {
+    Config::builder()
+        .max_queued_records(100)
+        .max_in_flight(4)
+        .connect_timeout(Duration::from_secs(1))
+        .ack_timeout(Duration::from_secs(5))
+        .backoff(BackoffConfig {
+            initial: Duration::from_millis(100),
+            multiplier: 2.0,
+            max: Duration::from_secs(1),
+            jitter: 0.0,
+        })
+}
+
+impl Harness {
+    fn new(config: Config) -> Self {
+        let rt = FakeRuntime::new();
+        let transport = Scripted::default();
+        let dead = Arc::new(Mutex::new(Vec::new()));
+        let sink = dead.clone();
+        let (producer, driver) = Producer::builder(config)
+            .on_dead_letter(move |dl| sink.lock().unwrap().push(dl))
+            .build(transport.clone(), Arc::new(rt.clone()));
+        let mut h = Self {
+            rt,
+            transport,
+            producer,
+            driver: Some(driver),
+            dead,
+        };
+        h.run();
+        h
+    }
+
+    /// Polls the driver until it has nothing left to do right now.
+    fn run(&mut self) {
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..100 {
+            if let Some(d) = self.driver.as_mut()
+                && d.as_mut().poll(&mut cx).is_ready()
+            {
+                self.driver = None;
+            }
+        }
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.rt.advance(by);
+        self.run();
+    }
+
+    fn connect(&mut self) {
+        self.transport.push(TransportEvent::Connected);
+        self.run();
+    }
+}
+
+fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+    Pin::new(f).poll(&mut Context::from_waker(Waker::noop()))
+}
+
+fn rec(key: &str) -> Record {
+    Record::new("events", b"{}".to_vec()).with_key(key.as_bytes().to_vec())
+}
+
+// ----- tests ------------------------------------------------------------
+
+#[test]
+fn start_with_broker_down_accepts_at_once_and_delivers_after_connect() {
+    let mut h = Harness::new(config().build().unwrap());
+    assert_eq!(h.transport.connects(), 1, "first connect at start");
+    assert_eq!(h.producer.state(), State::Connecting);
+
+    let mut handles: Vec<_> = (0..6)
+        .map(|i| h.producer.try_send(rec(&format!("k{i}"))).unwrap())
+        .collect();
+    h.run();
+    assert!(
+        h.transport.sent().is_empty(),
+        "nothing sent before connected"
+    );
+    assert!(poll_once(&mut handles[0]).is_pending());
+
+    h.transport
+        .push(TransportEvent::ConnectFailed("refused".into()));
+    h.run();
+    assert_eq!(h.producer.state(), State::Disconnected);
+    h.advance(Duration::from_millis(99));
+    assert_eq!(h.transport.connects(), 1, "backoff not over yet");
+    h.advance(Duration::from_millis(1));
+    assert_eq!(h.transport.connects(), 2);
+
+    h.connect();
+    assert_eq!(h.producer.state(), State::Draining);
+    assert_eq!(h.transport.sent(), [1, 2, 3, 4], "in-flight window of 4");
+    h.transport.ack_all();
+    h.run();
+    assert_eq!(h.transport.sent(), [5, 6]);
+    h.transport.ack_all();
+    h.run();
+    assert_eq!(h.producer.state(), State::Connected);
+    for (i, handle) in handles.iter_mut().enumerate() {
+        match poll_once(handle) {
+            Poll::Ready(Ok(ack)) => assert_eq!(ack.id, RecordId(i as u64 + 1)),
+            other => panic!("handle {i}: {other:?}"),
+        }
+    }
+    let stats = h.producer.stats();
+    assert_eq!(
+        (stats.accepted, stats.delivered, stats.queued_records),
+        (6, 6, 0)
+    );
+}
+
+#[test]
+fn hung_connect_times_out_on_the_fake_clock() {
+    let mut h = Harness::new(config().build().unwrap());
+    assert_eq!(h.rt.next_sleep(), Some(h.rt.now() + Duration::from_secs(1)));
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.producer.state(), State::Disconnected);
+    assert!(
+        h.producer
+            .stats()
+            .last_error
+            .unwrap()
+            .contains("connect timed out")
+    );
+    h.advance(Duration::from_millis(200));
+    assert_eq!(h.transport.connects(), 2);
+}
+
+#[test]
+fn flush_waits_for_acknowledgements_and_times_out_on_the_fake_clock() {
+    let mut h = Harness::new(config().build().unwrap());
+    h.connect();
+    drop(h.producer.try_send(rec("a")).unwrap());
+    h.run();
+    let p = h.producer.clone();
+    let mut flush = Box::pin(p.flush(Duration::from_secs(3)));
+    assert!(poll_once(&mut flush).is_pending());
+    h.run();
+    assert_eq!(h.producer.state(), State::Draining);
+    h.transport.ack_all();
+    h.run();
+    assert_eq!(poll_once(&mut flush), Poll::Ready(Ok(())));
+    assert_eq!(h.producer.state(), State::Connected);
+
+    drop(h.producer.try_send(rec("b")).unwrap());
+    h.run();
+    let p = h.producer.clone();
+    let mut flush = Box::pin(p.flush(Duration::from_secs(3)));
+    assert!(poll_once(&mut flush).is_pending());
+    h.advance(Duration::from_secs(3));
+    assert_eq!(
+        poll_once(&mut flush),
+        Poll::Ready(Err(FlushError::Timeout { held: 1 }))
+    );
+}
+
+#[test]
+fn close_during_an_outage_returns_the_undelivered_records_by_the_deadline() {
+    let mut h = Harness::new(config().build().unwrap());
+    let mut handles: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|k| h.producer.try_send(rec(k)).unwrap())
+        .collect();
+    let p = h.producer.clone();
+    let mut close = Box::pin(p.close(Duration::from_secs(2)));
+    assert!(poll_once(&mut close).is_pending());
+    h.run();
+    assert!(matches!(
+        h.producer.try_send(rec("d")),
+        Err(EnqueueError::Closed { .. })
+    ));
+    h.advance(Duration::from_millis(1_999));
+    assert!(
+        poll_once(&mut close).is_pending(),
+        "still trying before the deadline"
+    );
+    h.advance(Duration::from_millis(1));
+    let Poll::Ready(returned) = poll_once(&mut close) else {
+        panic!("close did not finish at its deadline");
+    };
+    let keys: Vec<_> = returned.iter().map(|r| r.key.clone().unwrap()).collect();
+    assert_eq!(keys, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    assert!(h.driver.is_none(), "driver finished");
+    assert!(h.transport.0.lock().unwrap().closed);
+    for handle in &mut handles {
+        assert_eq!(poll_once(handle), Poll::Ready(Err(DeliveryError::Returned)));
+    }
+    assert_eq!(h.producer.state(), State::Closed);
+}
+
+#[test]
+fn block_policy_waits_for_room_then_gives_up_at_its_timeout() {
+    let cfg = config()
+        .max_queued_records(2)
+        .max_in_flight(2)
+        .overflow(OverflowPolicy::Block {
+            timeout: Duration::from_millis(500),
+        })
+        .build()
+        .unwrap();
+    let mut h = Harness::new(cfg);
+    h.connect();
+    for k in ["a", "b"] {
+        drop(h.producer.try_send(rec(k)).unwrap());
+    }
+    h.run();
+    let p = h.producer.clone();
+    let mut blocked = Box::pin(p.send(rec("c")));
+    assert!(poll_once(&mut blocked).is_pending(), "queue full: waits");
+    h.transport.ack_all();
+    h.run();
+    assert!(
+        matches!(poll_once(&mut blocked), Poll::Ready(Ok(_))),
+        "room: accepted"
+    );
+
+    h.run();
+    drop(h.producer.try_send(rec("d")).unwrap());
+    let p = h.producer.clone();
+    let mut blocked = Box::pin(p.send(rec("e")));
+    assert!(poll_once(&mut blocked).is_pending());
+    h.advance(Duration::from_millis(500));
+    match poll_once(&mut blocked) {
+        Poll::Ready(Err(EnqueueError::QueueFull { record, .. })) => {
+            assert_eq!(record.key.unwrap(), b"e")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn permanent_failures_reach_the_dead_letter_handler_with_their_reason() {
+    let mut h = Harness::new(config().build().unwrap());
+    h.connect();
+    let mut bad = h.producer.try_send(rec("a")).unwrap();
+    let mut good = h.producer.try_send(rec("a")).unwrap();
+    h.run();
+    h.transport.push(TransportEvent::Failed {
+        id: bad.id(),
+        error: TransportError::permanent("Broker: Message size too large"),
+    });
+    h.transport
+        .push(TransportEvent::Delivered(Ack::new(good.id())));
+    h.run();
+    assert!(
+        matches!(poll_once(&mut bad), Poll::Ready(Err(DeliveryError::DeadLettered { reason })) if reason.contains("too large"))
+    );
+    assert!(matches!(poll_once(&mut good), Poll::Ready(Ok(_))));
+    let dead = h.dead.lock().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].reason,
+        DeadLetterReason::Rejected("Broker: Message size too large".into())
+    );
+}
+
+#[test]
+fn link_errors_from_send_reconnect_and_resend_in_order() {
+    let mut h = Harness::new(config().build().unwrap());
+    h.transport.0.lock().unwrap().refuse_sends = true;
+    h.connect();
+    for k in ["a", "b"] {
+        drop(h.producer.try_send(rec(k)).unwrap());
+    }
+    h.run();
+    assert_eq!(h.producer.state(), State::Disconnected);
+    h.transport.0.lock().unwrap().refuse_sends = false;
+    h.advance(Duration::from_millis(100));
+    h.connect();
+    assert_eq!(h.transport.sent(), [1, 2]);
+}
+
+#[test]
+fn state_watch_sees_every_change() {
+    let mut h = Harness::new(config().build().unwrap());
+    let mut watch = h.producer.watch_state();
+    let mut next = Box::pin(watch.changed());
+    assert!(poll_once(&mut next).is_pending());
+    h.connect();
+    assert_eq!(poll_once(&mut next), Poll::Ready(Some(State::Connected)));
+}
+
+#[test]
+fn dropping_the_driver_abandons_handles_and_close_still_returns_records() {
+    let mut h = Harness::new(config().build().unwrap());
+    let mut handle = h.producer.try_send(rec("a")).unwrap();
+    h.driver = None; // the executor shut down
+    assert_eq!(
+        poll_once(&mut handle),
+        Poll::Ready(Err(DeliveryError::Abandoned))
+    );
+    assert!(matches!(
+        h.producer.try_send(rec("b")),
+        Err(EnqueueError::Closed { .. })
+    ));
+    let p = h.producer.clone();
+    let mut close = Box::pin(p.close(Duration::from_secs(1)));
+    let Poll::Ready(returned) = poll_once(&mut close) else {
+        panic!("close hangs")
+    };
+    assert_eq!(returned.len(), 1);
+}
+
+#[test]
+fn dropping_every_handle_delivers_for_the_grace_period_then_dead_letters() {
+    let mut h = Harness::new(config().build().unwrap());
+    drop(h.producer.try_send(rec("a")).unwrap());
+    let producer = std::mem::replace(
+        &mut h.producer,
+        Producer::builder(config().build().unwrap())
+            .build(Scripted::default(), Arc::new(h.rt.clone()))
+            .0,
+    );
+    drop(producer);
+    h.run();
+    assert!(
+        h.driver.is_some(),
+        "still delivering during the grace period"
+    );
+    h.advance(robust_producer::DEFAULT_DROP_GRACE);
+    assert!(h.driver.is_none());
+    let dead = h.dead.lock().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, DeadLetterReason::Abandoned);
+}
