@@ -61,11 +61,21 @@ impl InFlight {
         self.slots.front().and_then(|(_, h)| h.as_ref())
     }
 
+    /// The slot of `id`, or where it would go. Records are sent in id order
+    /// and tombstones keep their place, so slot ids are usually consecutive
+    /// and `id - front` finds the slot at once; otherwise binary search.
     fn position(&self, id: RecordId) -> Result<usize, usize> {
-        match self.slots.front() {
-            Some((front, _)) if *front == id => Ok(0),
-            _ => self.slots.binary_search_by_key(&id, |(i, _)| *i),
+        let Some((front, _)) = self.slots.front() else {
+            return Err(0);
+        };
+        if let Some(guess) =
+            id.0.checked_sub(front.0)
+                .and_then(|d| usize::try_from(d).ok())
+            && self.slots.get(guess).is_some_and(|(i, _)| *i == id)
+        {
+            return Ok(guess);
         }
+        self.slots.binary_search_by_key(&id, |(i, _)| *i)
     }
 
     /// Inserts at its id's place (reusing its own tombstone if it has one);
