@@ -43,6 +43,7 @@ use robust_producer_rdkafka::{RdkafkaConfig, RdkafkaTransport};
 const PAYLOAD: usize = 100;
 const KEYS: usize = 1024;
 
+#[derive(Clone)]
 struct Args {
     records: u64,
     backlog: u64,
@@ -59,7 +60,7 @@ fn args() -> Args {
         rounds: 3,
         partitions: 8,
         max_in_flight: Config::builder().build().unwrap().max_in_flight(),
-        variants: "raw,ours,future".to_owned(),
+        variants: "raw,ours,ours-mt,future".to_owned(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -88,6 +89,7 @@ fn kafka_config(bootstrap: &str) -> ClientConfig {
     c
 }
 
+#[derive(Clone)]
 struct Data {
     payload: Vec<u8>,
     keys: Vec<String>,
@@ -253,6 +255,10 @@ async fn wait_state(p: &Producer, want: State) {
     }
 }
 
+/// Sends between two yields to the executor, as an application with other
+/// work does (on a current-thread runtime the driver runs only then).
+const YIELD_EVERY: u64 = 256;
+
 async fn robust_producer(args: &Args, bootstrap: &str, topic: &str, n: u64, data: &Data) -> Run {
     let transport = RdkafkaTransport::new(RdkafkaConfig::new(bootstrap)).unwrap();
     let producer = Producer::builder(robust_config(args, n)).start(transport, TokioRuntime::new());
@@ -260,6 +266,9 @@ async fn robust_producer(args: &Args, bootstrap: &str, topic: &str, n: u64, data
     let t0 = Instant::now();
     for i in 0..n {
         drop(producer.send(robust_record(topic, i, data)).await.unwrap());
+        if i % YIELD_EVERY == YIELD_EVERY - 1 {
+            tokio::task::yield_now().await;
+        }
     }
     producer.flush(Duration::from_secs(600)).await.unwrap();
     let elapsed = t0.elapsed();
@@ -332,6 +341,10 @@ fn main() {
     let cluster = MockCluster::new(1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
     let data = Data::new();
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -342,7 +355,8 @@ fn main() {
          acks=all, idempotence, linger.ms=5; core max_in_flight {}",
         args.partitions, args.records, args.rounds, args.max_in_flight
     );
-    let (mut raw, mut fut, mut ours) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut raw, mut fut, mut ours, mut ours_mt) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..args.rounds {
         let topic = |v: &str| {
             let t = format!("bench-{v}-{round}");
@@ -360,13 +374,28 @@ fn main() {
             skipped()
         };
         let o = if wanted("ours") {
-            rt.block_on(robust_producer(
+            current.block_on(robust_producer(
                 &args,
                 &bootstrap,
                 &topic("ours"),
                 args.records,
                 &data,
             ))
+        } else {
+            skipped()
+        };
+        let m = if wanted("ours-mt") {
+            let (a, b, t, d) = (
+                args.clone(),
+                bootstrap.clone(),
+                topic("ours-mt"),
+                data.clone(),
+            );
+            rt.block_on(async move {
+                tokio::spawn(async move { robust_producer(&a, &b, &t, a.records, &d).await })
+                    .await
+                    .unwrap()
+            })
         } else {
             skipped()
         };
@@ -381,21 +410,25 @@ fn main() {
             skipped()
         };
         println!(
-            "round {round}: raw BaseProducer {:>10.0}/s   robust producer {:>10.0}/s   FutureProducer {:>10.0}/s",
+            "round {round}: raw BaseProducer {:>8.0}/s  robust (current-thread) {:>8.0}/s  \
+             robust (multi-thread) {:>8.0}/s  FutureProducer {:>8.0}/s",
             r.rate(),
             o.rate(),
+            m.rate(),
             f.rate()
         );
         raw.push(r.rate());
         ours.push(o.rate());
+        ours_mt.push(m.rate());
         fut.push(f.rate());
     }
     if args.rounds == 0 {
         raw.push(f64::NAN);
         ours.push(f64::NAN);
+        ours_mt.push(f64::NAN);
         fut.push(f64::NAN);
     }
-    let (raw, ours, fut) = (median(raw), median(ours), median(fut));
+    let (raw, ours, ours_mt, fut) = (median(raw), median(ours), median(ours_mt), median(fut));
     println!();
     println!("| variant | msgs/s (median) | ratio to raw BaseProducer |");
     println!("|---|---:|---:|");
