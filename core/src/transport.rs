@@ -17,10 +17,13 @@
 //!    as [`TransportEvent::Delivered`] or [`TransportEvent::Failed`]. An
 //!    `Err` from `send` means the record was not taken.
 //! 3. Per partition, records reach the broker in hand-off order and the
-//!    stored ones form a prefix of what was handed off in a session: when a
-//!    record fails, no record with the same key handed off after it in the
-//!    same session is stored ahead of its resend. Kafka's idempotent producer
-//!    gives exactly this.
+//!    stored ones form a prefix of what was handed off in a session: once a
+//!    record fails (whether or not the failure was reported yet), no record
+//!    of its partition handed off after it in the same session is stored
+//!    until it has been handed off again. Kafka's idempotent producer with
+//!    no message expiry gives exactly this. The core helps: after a
+//!    retriable failure it resends nothing until every record in flight has
+//!    an outcome, so late failures go back in order first.
 //! 4. [`Transport::next_event`] is the only method that waits and it is
 //!    cancel-safe: dropping its future loses no event.
 //! 5. Errors are classified once, by the transport, into an [`ErrorClass`].

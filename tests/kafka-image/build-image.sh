@@ -6,8 +6,9 @@
 # returns in about a second. See README.md.
 #
 # Env:
-#   KAFKA_IMAGE            image name (default robust-producer/kafka:4.4.0). If set
-#                          and already present locally, nothing is done.
+#   KAFKA_IMAGE            image name (default robust-producer/kafka:4.4.0). A name
+#                          outside robust-producer/ is used as is if present
+#                          locally, else pulled; never built.
 #   KAFKA_IMAGE_BUILD_DIR  cache dir (default tests/kafka-image/build)
 #   KAFKA_IMAGE_JDK        JDK used for jdeps/jlink (default: first JDK with jmods)
 #   KAFKA_IMAGE_FORCE=1    rebuild the image even if it is up to date
@@ -31,15 +32,16 @@ T0=$(now)
 docker info >/dev/null 2>&1 \
     || die "no Docker engine answers 'docker info'. Run tests/kafka-image/ensure-docker.sh first."
 
-# A user-chosen image that already exists: nothing to do.
-if [ -n "${KAFKA_IMAGE:-}" ] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
-    say "KAFKA_IMAGE=$IMAGE exists locally; nothing to build."
-    exit 0
-fi
-# A user-chosen image that is not ours (e.g. apache/kafka:4.4.0): pull it.
+# A user-chosen image that is not ours (e.g. apache/kafka:4.4.0): use it if it
+# is there, else pull it. Names under robust-producer/ are built (and rebuilt
+# when the inputs change, see the label check below).
 case "$IMAGE" in
     robust-producer/*) ;;
     *)
+        if docker image inspect "$IMAGE" >/dev/null 2>&1; then
+            say "KAFKA_IMAGE=$IMAGE exists locally; nothing to build."
+            exit 0
+        fi
         say "KAFKA_IMAGE=$IMAGE is not present locally; trying 'docker pull $IMAGE'"
         docker pull "$IMAGE" \
             || die "image $IMAGE is neither present locally nor pullable (no registry?). Unset KAFKA_IMAGE to build $DEFAULT_IMAGE from Maven Central instead."

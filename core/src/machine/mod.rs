@@ -6,6 +6,7 @@
 //! mutators, and `poll_*` outputs. Every state transition goes through
 //! [`Machine::step`], one `match` over (state, input).
 
+mod ack_clock;
 mod queue;
 
 use std::collections::VecDeque;
@@ -109,9 +110,9 @@ pub struct Machine {
     /// Sending pauses until then (or [`TransportEvent::Ready`]) after
     /// back-pressure.
     backpressure_until: Option<Instant>,
-    /// Last time the transport acknowledged or failed an in-flight record,
-    /// or the in-flight set became non-empty: the ack timeout counts from it.
-    last_progress: Instant,
+    /// After a retriable failure, resend only once nothing is in flight, so
+    /// that failures not yet reported go back in order first.
+    quiesce: bool,
     /// Shutdown deadline, once shutdown was asked for.
     closing: Option<Instant>,
     /// Records up to this id must settle before Draining becomes Connected.
@@ -131,19 +132,20 @@ impl Machine {
             .unwrap_or_else(|| RandomState::new().hash_one(now));
         let reconnect = Backoff::new(config.backoff().clone(), seed);
         let retry = Backoff::new(config.backoff().clone(), seed.rotate_left(32) ^ 0x5bd1_e995);
+        let queue = RecordQueue::new(config.ack_timeout());
         Self {
             config,
             link: Link::Disconnected { retry_at: now },
             state_since: now,
             down_since: Some(now),
-            queue: RecordQueue::default(),
+            queue,
             next_id: 1,
             reconnect,
             retry,
             reset_backoff_on_ack: false,
             retry_hold: None,
             backpressure_until: None,
-            last_progress: now,
+            quiesce: false,
             closing: None,
             drain_target: None,
             commands: VecDeque::new(),
@@ -283,6 +285,7 @@ impl Machine {
             record,
             size,
             accepted_at: now,
+            bucket: 0,
         });
         Ok(id)
     }
@@ -392,9 +395,9 @@ impl Machine {
             return None;
         }
         if self.queue.in_flight_len() == 0 {
-            self.last_progress = now;
+            self.quiesce = false;
         }
-        let held = self.queue.send_next()?;
+        let held = self.queue.send_next(now)?;
         Some(Command::Send {
             id: held.id,
             record: &held.record,
@@ -446,7 +449,6 @@ impl Machine {
                 }
             }
             (Link::Connecting { .. }, Input::Connected) => {
-                self.last_progress = now;
                 if self.queue.is_empty() {
                     self.reconnect.reset();
                     Link::Connected
@@ -548,7 +550,6 @@ impl Machine {
         }
         trace!(id = %ack.id, "delivered");
         self.counters.delivered += 1;
-        self.last_progress = now;
         self.retry.reset();
         if self.reset_backoff_on_ack {
             self.reset_backoff_on_ack = false;
@@ -571,7 +572,7 @@ impl Machine {
             ErrorClass::Retriable => {
                 if self.queue.requeue(id) {
                     self.counters.retried += 1;
-                    self.last_progress = now;
+                    self.quiesce = true;
                     // One backoff step per burst of failures; every failed
                     // record still waits at least the initial delay.
                     let hold = match self.retry_hold.filter(|h| *h > now) {
@@ -592,7 +593,6 @@ impl Machine {
             ErrorClass::Permanent => {
                 if let Some(held) = self.queue.remove(id) {
                     self.counters.dead_lettered += 1;
-                    self.last_progress = now;
                     warn!(%id, reason = %error.reason, "record dead-lettered");
                     self.last_error = Some(error.reason.clone());
                     self.events.push_back(Event::DeadLettered {
@@ -621,12 +621,15 @@ impl Machine {
         self.link.is_up()
             && self.queue.waiting_len() > 0
             && self.queue.in_flight_len() < self.config.max_in_flight()
+            && !(self.quiesce && self.queue.in_flight_len() > 0)
             && self.retry_hold.is_none_or(|t| t <= now)
             && self.backpressure_until.is_none_or(|t| t <= now)
     }
 
     fn ack_deadline(&self) -> Option<Instant> {
-        (self.queue.in_flight_len() > 0).then(|| self.last_progress + self.config.ack_timeout())
+        self.queue
+            .oldest_hand_off()
+            .map(|t| t + self.config.ack_timeout())
     }
 }
 

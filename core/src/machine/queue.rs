@@ -15,8 +15,9 @@
 //! outnumber the live records.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use super::ack_clock::AckClock;
 use crate::record::{Record, RecordId};
 
 /// One held record.
@@ -26,14 +27,17 @@ pub(crate) struct Held {
     pub(crate) record: Record,
     pub(crate) size: usize,
     pub(crate) accepted_at: Instant,
+    /// Hand-off time bucket, while in flight.
+    pub(crate) bucket: u64,
 }
 
 /// Waiting and in-flight records, both sorted by id.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RecordQueue {
     waiting: VecDeque<Held>,
     in_flight: InFlight,
     bytes: usize,
+    clock: AckClock,
 }
 
 /// In-flight records sorted by id, with tombstones (`None`) where records
@@ -139,6 +143,20 @@ impl InFlight {
 }
 
 impl RecordQueue {
+    pub(crate) fn new(ack_timeout: Duration) -> Self {
+        Self {
+            waiting: VecDeque::new(),
+            in_flight: InFlight::default(),
+            bytes: 0,
+            clock: AckClock::new(ack_timeout),
+        }
+    }
+
+    /// The latest hand-off time among the oldest in-flight records.
+    pub(crate) fn oldest_hand_off(&self) -> Option<Instant> {
+        self.clock.oldest()
+    }
+
     /// Records held, waiting or in flight.
     pub(crate) fn len(&self) -> usize {
         self.waiting.len() + self.in_flight.len()
@@ -176,19 +194,23 @@ impl RecordQueue {
         self.waiting.push_back(held);
     }
 
-    /// Moves the first waiting record in flight and returns it.
-    pub(crate) fn send_next(&mut self) -> Option<&Held> {
-        let held = self.waiting.pop_front()?;
+    /// Moves the first waiting record in flight at `now` and returns it.
+    pub(crate) fn send_next(&mut self, now: Instant) -> Option<&Held> {
+        let mut held = self.waiting.pop_front()?;
+        held.bucket = self.clock.sent(now);
         let at = self.in_flight.insert(held);
         self.in_flight.get(at)
     }
 
     /// Removes a record, wherever it is held.
     pub(crate) fn remove(&mut self, id: RecordId) -> Option<Held> {
-        let held = self
-            .in_flight
-            .take(id)
-            .or_else(|| take_sorted(&mut self.waiting, id))?;
+        let held = match self.in_flight.take(id) {
+            Some(held) => {
+                self.clock.settled(held.bucket);
+                held
+            }
+            None => take_sorted(&mut self.waiting, id)?,
+        };
         self.bytes -= held.size;
         Some(held)
     }
@@ -198,6 +220,7 @@ impl RecordQueue {
     pub(crate) fn requeue(&mut self, id: RecordId) -> bool {
         match self.in_flight.take(id) {
             Some(held) => {
+                self.clock.settled(held.bucket);
                 insert_sorted(&mut self.waiting, held);
                 true
             }
@@ -212,6 +235,7 @@ impl RecordQueue {
         if moved == 0 {
             return 0;
         }
+        self.clock.clear();
         let mut merged = VecDeque::with_capacity(self.len());
         let mut flying = self.in_flight.take_all().peekable();
         let mut waiting = std::mem::take(&mut self.waiting).into_iter().peekable();
@@ -286,17 +310,18 @@ mod tests {
             record: Record::new("t", vec![0; 10]),
             size: 11,
             accepted_at: now,
+            bucket: 0,
         }
     }
 
     fn queue_with_all_in_flight(n: u64) -> RecordQueue {
         let now = Instant::now();
-        let mut q = RecordQueue::default();
+        let mut q = RecordQueue::new(Duration::from_secs(30));
         for id in 1..=n {
             q.push_new(held(id, now));
         }
         for _ in 1..=n {
-            assert!(q.send_next().is_some());
+            assert!(q.send_next(now).is_some());
         }
         q
     }
@@ -331,7 +356,7 @@ mod tests {
         assert!(q.requeue(RecordId(5)));
         assert!(!q.requeue(RecordId(5)), "no longer in flight");
         assert_eq!(q.waiting_len(), 1);
-        assert_eq!(q.send_next().map(|h| h.id), Some(RecordId(5)));
+        assert_eq!(q.send_next(Instant::now()).map(|h| h.id), Some(RecordId(5)));
         assert_eq!(
             q.in_flight_ids(),
             (1..=10).map(RecordId).collect::<Vec<_>>()

@@ -149,8 +149,9 @@ fn hung_link_is_detected_by_the_ack_timeout() {
     m.handle_transport(TransportEvent::Connected, t0);
     m.enqueue(record("a"), t0).unwrap();
     let _ = commands(&mut m, t0);
-    assert_eq!(m.poll_timeout(), Some(t0 + Duration::from_secs(5)));
-    m.handle_timeout(t0 + Duration::from_secs(5));
+    let deadline = t0 + Duration::from_secs(5) + Duration::from_secs(5) / 64;
+    assert_eq!(m.poll_timeout(), Some(deadline));
+    m.handle_timeout(deadline);
     assert_eq!(m.state(), State::Disconnected);
     assert!(
         m.stats(t0)
@@ -158,6 +159,82 @@ fn hung_link_is_detected_by_the_ack_timeout() {
             .unwrap()
             .contains("no acknowledgement")
     );
+}
+
+#[test]
+fn a_lost_ack_is_noticed_although_newer_records_keep_being_acknowledged() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(config().build().unwrap(), t0);
+    m.handle_timeout(t0);
+    let _ = commands(&mut m, t0);
+    m.handle_transport(TransportEvent::Connected, t0);
+    m.enqueue(record("lost"), t0).unwrap();
+    let _ = commands(&mut m, t0);
+    let mut now = t0;
+    // One record per 100 ms, each acknowledged at once; #1's ack never comes.
+    while m.state() == State::Connected {
+        now += Duration::from_millis(100);
+        if m.poll_timeout().is_some_and(|t| t <= now) {
+            m.handle_timeout(now);
+            break;
+        }
+        let id = m.enqueue(record("steady"), now).unwrap();
+        let _ = commands(&mut m, now);
+        m.handle_transport(TransportEvent::Delivered(Ack::new(id)), now);
+    }
+    assert_eq!(m.state(), State::Disconnected);
+    let waited = now - t0;
+    assert!(
+        waited >= Duration::from_secs(5) && waited <= Duration::from_millis(5_200),
+        "{waited:?}"
+    );
+    assert_eq!(m.stats(now).link_losses, 1);
+}
+
+#[test]
+fn after_a_retriable_failure_nothing_is_resent_until_flight_is_empty() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(config().build().unwrap(), t0);
+    m.handle_timeout(t0);
+    let _ = commands(&mut m, t0);
+    m.handle_transport(TransportEvent::Connected, t0);
+    for k in ["a", "a", "a", "a"] {
+        m.enqueue(record(k), t0).unwrap();
+    }
+    assert_eq!(commands(&mut m, t0).1, [1, 2, 3]);
+    let error = TransportError::retriable("timed out");
+    m.handle_transport(
+        TransportEvent::Failed {
+            id: RecordId(1),
+            error: error.clone(),
+        },
+        t0,
+    );
+    let later = t0 + Duration::from_secs(1);
+    m.handle_timeout(later);
+    assert_eq!(
+        commands(&mut m, later).1,
+        Vec::<u64>::new(),
+        "2 and 3 still in flight"
+    );
+    // Their failures arrive late: they go back in order before anything new.
+    m.handle_transport(
+        TransportEvent::Failed {
+            id: RecordId(2),
+            error: error.clone(),
+        },
+        later,
+    );
+    m.handle_transport(
+        TransportEvent::Failed {
+            id: RecordId(3),
+            error,
+        },
+        later,
+    );
+    let resume = m.poll_timeout().unwrap();
+    m.handle_timeout(resume);
+    assert_eq!(commands(&mut m, resume).1, [1, 2, 3]);
 }
 
 #[test]
@@ -307,16 +384,16 @@ fn shutdown_with_nothing_held_closes_at_once() {
 }
 
 #[test]
-fn queue_keeps_in_flight_sorted_after_a_retry() {
+fn a_retried_record_waits_for_the_backoff_then_goes_first() {
     let t0 = Instant::now();
     let mut m = Machine::new(config().build().unwrap(), t0);
     m.handle_timeout(t0);
     let _ = commands(&mut m, t0);
     m.handle_transport(TransportEvent::Connected, t0);
-    for k in ["a", "b", "c"] {
+    for k in ["a", "b", "c", "d"] {
         m.enqueue(record(k), t0).unwrap();
     }
-    let _ = commands(&mut m, t0);
+    assert_eq!(commands(&mut m, t0).1, [1, 2, 3]);
     let error = TransportError::retriable("timed out");
     m.handle_transport(
         TransportEvent::Failed {
@@ -326,14 +403,13 @@ fn queue_keeps_in_flight_sorted_after_a_retry() {
         t0,
     );
     assert_eq!(m.queue.in_flight_ids(), [RecordId(2), RecordId(3)]);
+    for id in [2, 3] {
+        m.handle_transport(TransportEvent::Delivered(Ack::new(RecordId(id))), t0);
+    }
     assert_eq!(commands(&mut m, t0).1, Vec::<u64>::new(), "held back");
     let later = m.poll_timeout().unwrap();
     assert_eq!(later, t0 + Duration::from_millis(100));
     m.handle_timeout(later);
-    assert_eq!(commands(&mut m, later).1, [1]);
-    assert_eq!(
-        m.queue.in_flight_ids(),
-        [RecordId(1), RecordId(2), RecordId(3)]
-    );
+    assert_eq!(commands(&mut m, later).1, [1, 4]);
     assert_eq!(m.stats(later).retried, 1);
 }

@@ -1,0 +1,26 @@
+//! # robust-producer-tests
+//!
+//! The harness of the integration suite that proves robust-producer against
+//! a real Apache Kafka broker in a container (see `tests/real_kafka.rs`):
+//!
+//! * [`kafka`]: the broker, started by testcontainers on a fixed host port
+//!   behind a [`proxy::Proxy`]; stop, kill, restart, pause, unpause.
+//! * [`proxy`]: a TCP proxy with pass / blackhole / reset modes for
+//!   controllable partitions.
+//! * [`verify`]: an independent rdkafka consumer that reads the topic back
+//!   and checks every event id and the per-key order.
+//! * [`prereq`]: what the suite needs, and the clear failure (never a
+//!   silent skip in CI) when it is missing.
+//!
+//! The image is built by `tests/kafka-image/prepare.sh`; `KAFKA_IMAGE`
+//! overrides its name (for example to run against `apache/kafka`).
+
+pub mod kafka;
+pub mod prereq;
+pub mod proxy;
+pub mod verify;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
