@@ -32,6 +32,7 @@ pub(crate) struct Driver<T> {
     shared: Arc<Shared>,
     transport: T,
     sleep: Option<(Instant, BoxFuture)>,
+    completions: Completions,
 }
 
 enum Round {
@@ -46,6 +47,7 @@ impl<T: Transport> Driver<T> {
             shared,
             transport,
             sleep: None,
+            completions: Completions::default(),
         }
     }
 
@@ -76,7 +78,7 @@ impl<T: Transport> Driver<T> {
 
     fn round(&mut self, cx: &mut Context<'_>) -> Round {
         let now = self.shared.runtime.now();
-        let mut completions = Completions::default();
+        let mut completions = std::mem::take(&mut self.completions);
         let mut dead = Vec::new();
         let mut wake = Vec::new();
         let (mut busy, closed, next_timeout) = {
@@ -95,6 +97,7 @@ impl<T: Transport> Driver<T> {
             (busy, closed, g.machine.poll_timeout())
         };
         completions.run();
+        self.completions = completions;
         for letter in dead {
             (self.shared.dead_letters)(letter);
         }
