@@ -132,12 +132,37 @@ impl ProducerContext for Counting {
 struct Run {
     acked: u64,
     elapsed: Duration,
+    /// CPU time of the whole process (every thread, the mock broker's
+    /// included) during the run.
+    cpu: Duration,
 }
 
 impl Run {
     fn rate(&self) -> f64 {
         self.acked as f64 / self.elapsed.as_secs_f64()
     }
+    /// CPU microseconds per acknowledged record.
+    fn cpu_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.acked.max(1) as f64
+    }
+}
+
+/// CPU time (user + system) of this process so far, from `/proc/self/stat`
+/// (Linux; zero elsewhere). Resolution: one clock tick (10 ms).
+fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which is in parentheses).
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    Duration::from_millis(ticks * 10)
 }
 
 fn raw_base_producer(bootstrap: &str, topic: &str, n: u64, data: &Data) -> Run {
@@ -149,6 +174,7 @@ fn raw_base_producer(bootstrap: &str, topic: &str, n: u64, data: &Data) -> Run {
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .unwrap();
     let t0 = Instant::now();
+    let c0 = process_cpu();
     for i in 0..n {
         let id = event_id(i);
         let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
@@ -182,6 +208,7 @@ fn raw_base_producer(bootstrap: &str, topic: &str, n: u64, data: &Data) -> Run {
     Run {
         acked: ctx.acked.load(Ordering::Relaxed),
         elapsed,
+        cpu: process_cpu().saturating_sub(c0),
     }
 }
 
@@ -199,6 +226,7 @@ async fn future_producer(bootstrap: &str, topic: &str, n: u64, data: &Data) -> R
         }
     };
     let t0 = Instant::now();
+    let c0 = process_cpu();
     for i in 0..n {
         let id = event_id(i);
         let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
@@ -230,6 +258,7 @@ async fn future_producer(bootstrap: &str, topic: &str, n: u64, data: &Data) -> R
     Run {
         acked,
         elapsed: t0.elapsed(),
+        cpu: process_cpu().saturating_sub(c0),
     }
 }
 
@@ -264,6 +293,7 @@ async fn robust_producer(args: &Args, bootstrap: &str, topic: &str, n: u64, data
     let producer = Producer::builder(robust_config(args, n)).start(transport, TokioRuntime::new());
     wait_state(&producer, State::Connected).await;
     let t0 = Instant::now();
+    let c0 = process_cpu();
     for i in 0..n {
         drop(producer.send(robust_record(topic, i, data)).await.unwrap());
         if i % YIELD_EVERY == YIELD_EVERY - 1 {
@@ -278,6 +308,7 @@ async fn robust_producer(args: &Args, bootstrap: &str, topic: &str, n: u64, data
     Run {
         acked: stats.delivered,
         elapsed,
+        cpu: process_cpu().saturating_sub(c0),
     }
 }
 
@@ -310,7 +341,7 @@ async fn robust_backlog(
     loop {
         let delivered = producer.stats().delivered;
         if delivered > 0 && first.is_none() {
-            first = Some((Instant::now(), delivered));
+            first = Some((Instant::now(), delivered, process_cpu()));
         }
         if delivered >= n {
             break;
@@ -318,7 +349,9 @@ async fn robust_backlog(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let end = Instant::now();
-    let (first_at, first_count) = first.unwrap();
+    let end_cpu = process_cpu();
+    let (first_at, first_count, first_cpu) = first.unwrap();
+    let drain_cpu = end_cpu.saturating_sub(first_cpu);
     producer.close(Duration::from_secs(5)).await;
     Backlog {
         accept_rate,
@@ -326,14 +359,40 @@ async fn robust_backlog(
         drain: Run {
             acked: n - first_count,
             elapsed: end - first_at,
+            cpu: drain_cpu,
         },
         total: end - up,
     }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// The runs of one variant.
+#[derive(Default)]
+struct Series {
+    rates: Vec<f64>,
+    cpu_us: Vec<f64>,
+}
+
+impl Series {
+    fn push(&mut self, run: &Run) {
+        if run.acked > 0 {
+            self.rates.push(run.rate());
+            self.cpu_us.push(run.cpu_us());
+        }
+    }
+    fn rate(&self) -> f64 {
+        median(self.rates.clone())
+    }
+    fn cpu(&self) -> f64 {
+        median(self.cpu_us.clone())
+    }
 }
 
 fn main() {
@@ -355,118 +414,102 @@ fn main() {
          acks=all, idempotence, linger.ms=5; core max_in_flight {}",
         args.partitions, args.records, args.rounds, args.max_in_flight
     );
-    let (mut raw, mut fut, mut ours, mut ours_mt) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let wanted = |v: &str| args.variants.split(',').any(|w| w == v);
+    let names = [
+        ("raw", "raw rdkafka BaseProducer"),
+        ("ours", "robust producer, current-thread tokio"),
+        ("ours-mt", "robust producer, multi-thread tokio (2 workers)"),
+        ("future", "rdkafka FutureProducer, pipelined"),
+    ];
+    let mut series: Vec<Series> = names.iter().map(|_| Series::default()).collect();
     for round in 0..args.rounds {
         let topic = |v: &str| {
             let t = format!("bench-{v}-{round}");
             cluster.create_topic(&t, args.partitions, 1).unwrap();
             t
         };
-        let skipped = || Run {
-            acked: 0,
-            elapsed: Duration::from_secs(1),
-        };
-        let wanted = |v: &str| args.variants.split(',').any(|w| w == v);
-        let r = if wanted("raw") {
-            raw_base_producer(&bootstrap, &topic("raw"), args.records, &data)
-        } else {
-            skipped()
-        };
-        let o = if wanted("ours") {
-            current.block_on(robust_producer(
-                &args,
-                &bootstrap,
-                &topic("ours"),
-                args.records,
-                &data,
-            ))
-        } else {
-            skipped()
-        };
-        let m = if wanted("ours-mt") {
-            let (a, b, t, d) = (
-                args.clone(),
-                bootstrap.clone(),
-                topic("ours-mt"),
-                data.clone(),
-            );
-            rt.block_on(async move {
-                tokio::spawn(async move { robust_producer(&a, &b, &t, a.records, &d).await })
-                    .await
-                    .unwrap()
-            })
-        } else {
-            skipped()
-        };
-        let f = if wanted("future") {
-            rt.block_on(future_producer(
-                &bootstrap,
-                &topic("future"),
-                args.records,
-                &data,
-            ))
-        } else {
-            skipped()
-        };
-        println!(
-            "round {round}: raw BaseProducer {:>8.0}/s  robust (current-thread) {:>8.0}/s  \
-             robust (multi-thread) {:>8.0}/s  FutureProducer {:>8.0}/s",
-            r.rate(),
-            o.rate(),
-            m.rate(),
-            f.rate()
-        );
-        raw.push(r.rate());
-        ours.push(o.rate());
-        ours_mt.push(m.rate());
-        fut.push(f.rate());
+        let mut line = format!("round {round}:");
+        for (i, (key, _)) in names.iter().enumerate() {
+            if !wanted(key) {
+                continue;
+            }
+            let run = match *key {
+                "raw" => raw_base_producer(&bootstrap, &topic(key), args.records, &data),
+                "ours" => current.block_on(robust_producer(
+                    &args,
+                    &bootstrap,
+                    &topic(key),
+                    args.records,
+                    &data,
+                )),
+                "ours-mt" => {
+                    let (a, b, t, d) = (args.clone(), bootstrap.clone(), topic(key), data.clone());
+                    rt.block_on(async move {
+                        tokio::spawn(
+                            async move { robust_producer(&a, &b, &t, a.records, &d).await },
+                        )
+                        .await
+                        .unwrap()
+                    })
+                }
+                _ => rt.block_on(future_producer(
+                    &bootstrap,
+                    &topic(key),
+                    args.records,
+                    &data,
+                )),
+            };
+            line.push_str(&format!(
+                "  {key} {:.0}/s {:.2}us",
+                run.rate(),
+                run.cpu_us()
+            ));
+            series[i].push(&run);
+        }
+        println!("{line}");
     }
-    if args.rounds == 0 {
-        raw.push(f64::NAN);
-        ours.push(f64::NAN);
-        ours_mt.push(f64::NAN);
-        fut.push(f64::NAN);
-    }
-    let (raw, ours, ours_mt, fut) = (median(raw), median(ours), median(ours_mt), median(fut));
+    let raw_rate = series[0].rate();
+    let raw_cpu = series[0].cpu();
     println!();
-    println!("| variant | msgs/s (median) | ratio to raw BaseProducer |");
-    println!("|---|---:|---:|");
-    println!("| raw rdkafka BaseProducer | {raw:.0} | 1.00 |");
     println!(
-        "| robust producer, current-thread tokio (app and driver share a thread) | {ours:.0} | {:.2} |",
-        ours / raw
+        "| variant | msgs/s (median) | ratio to raw BaseProducer | CPU us per record (median, whole process) | raw CPU / this CPU |"
     );
-    println!(
-        "| robust producer, multi-thread tokio (2 workers) | {ours_mt:.0} | {:.2} |",
-        ours_mt / raw
-    );
-    println!(
-        "| rdkafka FutureProducer, pipelined | {fut:.0} | {:.2} |",
-        fut / raw
-    );
+    println!("|---|---:|---:|---:|---:|");
+    for ((key, name), s) in names.iter().zip(&series) {
+        if !wanted(key) || s.rates.is_empty() {
+            continue;
+        }
+        println!(
+            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            s.rate(),
+            s.rate() / raw_rate,
+            s.cpu(),
+            raw_cpu / s.cpu()
+        );
+    }
     if args.backlog > 0 {
         cluster
             .create_topic("bench-backlog", args.partitions, 1)
             .unwrap();
-        let b = rt.block_on(robust_backlog(&args, &cluster, "bench-backlog", &data));
+        let b = current.block_on(robust_backlog(&args, &cluster, "bench-backlog", &data));
         println!();
         println!(
-            "backlog of {} records accepted while the broker was down:",
+            "backlog of {} records accepted while the broker was down (current-thread tokio):",
             args.backlog
         );
         println!("  accepted at               {:>10.0}/s", b.accept_rate);
         println!("  broker up -> first ack    {:>10.0?}", b.first_delivery);
         println!(
-            "  drain (first to last ack) {:>10.0}/s = {:.2} of raw BaseProducer steady",
+            "  drain (first to last ack) {:>10.0}/s = {:.2} of raw BaseProducer steady; {:.2} us CPU per record",
             b.drain.rate(),
-            b.drain.rate() / raw
+            b.drain.rate() / raw_rate,
+            b.drain.cpu_us()
         );
         println!(
             "  broker up -> all acked    {:>10.0?} = {:.0}/s = {:.2} of raw",
             b.total,
             args.backlog as f64 / b.total.as_secs_f64(),
-            args.backlog as f64 / b.total.as_secs_f64() / raw
+            args.backlog as f64 / b.total.as_secs_f64() / raw_rate
         );
     }
 }
