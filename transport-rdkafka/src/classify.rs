@@ -1,13 +1,6 @@
 //! How librdkafka's error codes map to the core's
-//! [`ErrorClass`](robust_producer::ErrorClass), in one place.
-//!
-//! | librdkafka says | class | what happens |
-//! |---|---|---|
-//! | `MSG_SIZE_TOO_LARGE`, `MESSAGE_BATCH_TOO_LARGE`, `INVALID_MSG_SIZE`, `INVALID_RECORD`, `TOPIC_AUTHORIZATION_FAILED`, `INVALID_TOPIC`, `UNKNOWN_TOPIC_OR_PART`, `_UNKNOWN_TOPIC`, `_UNKNOWN_PARTITION`, `POLICY_VIOLATION`, `UNSUPPORTED_FOR_MESSAGE_FORMAT`, `INVALID_REQUIRED_ACKS`, `INVALID_TIMESTAMP`, `_BAD_MSG`, `_INVALID_ARG` | Permanent | dead-lettered with librdkafka's words; records behind it flow on |
-//! | `_QUEUE_FULL` (from `send`) | Backpressure | the core pauses sending until `Ready` |
-//! | `_FATAL`, and any error while `fatal_error()` is set; idempotence state errors (`OUT_OF_ORDER_SEQUENCE_NUMBER`, `INVALID_PRODUCER_EPOCH`, `UNKNOWN_PRODUCER_ID`, `INVALID_PRODUCER_ID_MAPPING`, `PRODUCER_FENCED`, `CLUSTER_AUTHORIZATION_FAILED`, `_INCONSISTENT`, `_GAPLESS_GUARANTEE`, `_FENCED`, `_STATE`) | Fatal | `TransportEvent::Fatal`; the next `connect` builds a new producer; the core resends in order |
-//! | `_ALL_BROKERS_DOWN` (error callback) | Link | `TransportEvent::LinkLost` |
-//! | anything else on a record, notably `_MSG_TIMED_OUT` (only with a finite `message.timeout.ms`), `_PURGE_*`, timeouts, leadership and replica errors | Retriable, at session granularity | the session ends with `LinkLost`, so that this record **and every record handed off after it** are resent in order (see [`RdkafkaConfig`](crate::RdkafkaConfig)) |
+//! [`ErrorClass`](robust_producer::ErrorClass), in one place. The table is
+//! in the crate docs, section "Signals".
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use robust_producer::TransportError;

@@ -1,51 +1,6 @@
 //! [`RdkafkaConfig`]: the librdkafka properties of the transport, with safe
 //! defaults, pass-through of any property, and secrets kept out of `Debug`
-//! and logs.
-//!
-//! # Defaults
-//!
-//! | property | value | why |
-//! |---|---|---|
-//! | `enable.idempotence` | `true` | no duplicates from librdkafka's own retries, and per-partition order across them |
-//! | `acks` | `all` | Delivered means stored by every in-sync replica |
-//! | `linger.ms` | `5` | batches fill at high rates while a lone record waits at most 5 ms |
-//! | `message.timeout.ms` | `0` (infinite) | librdkafka never expires a record on its own; see below |
-//! | `reconnect.backoff.ms` / `reconnect.backoff.max.ms` | `100` / `1000` | once the broker is back, librdkafka's own reconnect finds it within a second (its default cap is 10 s); librdkafka jitters these |
-//! | `client.id` | `robust-producer` | |
-//!
-//! Every other librdkafka property keeps librdkafka's default and can be set
-//! with [`RdkafkaConfig::set`], including `security.protocol`, `sasl.*` and
-//! `ssl.*` (TLS needs this crate's `ssl` or `ssl-vendored` feature, Kerberos
-//! its `gssapi` feature).
-//!
-//! # `message.timeout.ms` and the core
-//!
-//! librdkafka fails a record that was not acknowledged within
-//! `message.timeout.ms` (300 s by default), which silently turns a long
-//! outage into loss for a producer that trusts it. Here the core owns every
-//! retry, so the default is `0`, infinite: librdkafka keeps retrying a
-//! handed-off record, in order, for as long as its session lives. A session
-//! does not live forever when something is wrong: the transport reports a
-//! lost link on `AllBrokersDown`, and the core's `ack_timeout` (30 s by
-//! default) declares a hung link when nothing is acknowledged for that long.
-//! Either way the core reconnects, the transport discards the old
-//! session's queue, and the core resends every unacknowledged record, in
-//! order, on a fresh session.
-//!
-//! A finite value is honoured too. An expired record (`MessageTimedOut`)
-//! is retriable, never lost, but the transport retries it at session
-//! granularity: it discards what librdkafka still queues for the session and
-//! reports the link lost, so that the core resends the expired record and
-//! everything handed off after it, in order. Retrying only the expired record
-//! would let records behind it (which librdkafka did not expire yet) reach the
-//! broker first and break per-key order.
-//!
-//! # Secrets
-//!
-//! Values of properties whose name mentions a password, secret, key, token,
-//! credential or JAAS/OAuth configuration (see [`is_secret_property`]) are
-//! shown as `<redacted>` by `Debug`, and never logged. Errors about an invalid
-//! secret property name the property but not its value.
+//! and logs. The defaults and their reasons are documented on the type.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -83,8 +38,52 @@ pub fn is_secret_property(name: &str) -> bool {
 }
 
 /// Configuration of an [`RdkafkaTransport`](crate::RdkafkaTransport): the
-/// librdkafka properties (see the [module docs](self) for the defaults) plus
-/// the transport's own settings.
+/// librdkafka properties plus the transport's own settings.
+///
+/// # Defaults
+///
+/// | property | value | why |
+/// |---|---|---|
+/// | `enable.idempotence` | `true` | no duplicates from librdkafka's own retries, and per-partition order across them |
+/// | `acks` | `all` | Delivered means stored by every in-sync replica |
+/// | `linger.ms` | `5` | batches fill at high rates while a lone record waits at most 5 ms |
+/// | `message.timeout.ms` | `0` (infinite) | librdkafka never expires a record on its own; see below |
+/// | `reconnect.backoff.ms` / `reconnect.backoff.max.ms` | `100` / `1000` | once the broker is back, librdkafka's own reconnect finds it within a second (its default cap is 10 s); librdkafka jitters these |
+/// | `client.id` | `robust-producer` | |
+///
+/// Every other librdkafka property keeps librdkafka's default and can be set
+/// with [`RdkafkaConfig::set`], including `security.protocol`, `sasl.*` and
+/// `ssl.*` (TLS needs this crate's `ssl` or `ssl-vendored` feature, Kerberos
+/// its `gssapi` feature).
+///
+/// # `message.timeout.ms` and the core
+///
+/// librdkafka fails a record that was not acknowledged within
+/// `message.timeout.ms` (300 s by default), which silently turns a long
+/// outage into loss for a producer that trusts it. Here the core owns every
+/// retry, so the default is `0`, infinite: librdkafka keeps retrying a
+/// handed-off record, in order, for as long as its session lives. A session
+/// does not live forever when something is wrong: the transport reports a
+/// lost link on `AllBrokersDown`, and the core's `ack_timeout` (30 s by
+/// default) declares a hung link when nothing is acknowledged for that long.
+/// Either way the core reconnects, the transport discards the old
+/// session's queue, and the core resends every unacknowledged record, in
+/// order, on a fresh session.
+///
+/// A finite value is honoured too. An expired record (`MessageTimedOut`)
+/// is retriable, never lost, but the transport retries it at session
+/// granularity: it discards what librdkafka still queues for the session and
+/// reports the link lost, so that the core resends the expired record and
+/// everything handed off after it, in order. Retrying only the expired record
+/// would let records behind it (which librdkafka did not expire yet) reach the
+/// broker first and break per-key order.
+///
+/// # Secrets
+///
+/// Values of properties whose name mentions a password, secret, key, token,
+/// credential or JAAS/OAuth configuration (see [`is_secret_property`]) are
+/// shown as `<redacted>` by `Debug`, and never logged. Errors about an invalid
+/// secret property name the property but not its value.
 #[derive(Clone)]
 #[must_use]
 pub struct RdkafkaConfig {

@@ -32,7 +32,7 @@
 //!   `BaseProducer`; a dedicated poll thread serves its delivery reports,
 //!   which librdkafka hands over in batches, and turns each into a
 //!   `Delivered` (with partition and offset) or `Failed` event on a queue the
-//!   driver drains in batches ([`Transport::try_next_event`]). There is no
+//!   driver drains in batches ([`Transport::try_next_event`](robust_producer::Transport::try_next_event)). There is no
 //!   future, channel or allocation per record on the transport's side
 //!   besides librdkafka's own copy.
 //! * **Sessions.** `connect` starts a session with a metadata probe on its
@@ -55,18 +55,16 @@
 //!
 //! ## Signals
 //!
-//! | librdkafka | event | the core |
+//! | librdkafka says | class | what happens |
 //! |---|---|---|
-//! | delivery report, success | `Delivered(Ack { partition, offset })` | Delivered |
-//! | `AllBrokersDown` (error callback) | `LinkLost` (queue purged) | requeues in flight, reconnects with backoff |
-//! | `client().fatal_error()` set (checked on the error callback's `_FATAL` and on every failed record) | `Fatal` | reconnects; the transport builds a new producer |
-//! | permanent record errors (size, authorization, invalid or unknown topic...) | `Failed { Permanent }` | dead-letters it with the broker's words; the queue moves on |
-//! | `QueueFull` on hand-off | `Err(Backpressure)` then `Ready` on the next delivery report | pauses sending |
-//! | any other record error (`MessageTimedOut`, purges, timeouts...) | `LinkLost` naming the record and error | resends it and everything after it, in order |
+//! | `MSG_SIZE_TOO_LARGE`, `MESSAGE_BATCH_TOO_LARGE`, `INVALID_MSG_SIZE`, `INVALID_RECORD`, `TOPIC_AUTHORIZATION_FAILED`, `INVALID_TOPIC`, `UNKNOWN_TOPIC_OR_PART`, `_UNKNOWN_TOPIC`, `_UNKNOWN_PARTITION`, `POLICY_VIOLATION`, `UNSUPPORTED_FOR_MESSAGE_FORMAT`, `INVALID_REQUIRED_ACKS`, `INVALID_TIMESTAMP`, `_BAD_MSG`, `_INVALID_ARG` | Permanent | dead-lettered with librdkafka's words; records behind it flow on |
+//! | `_QUEUE_FULL` (from `send`) | Backpressure | the core pauses sending until `Ready` |
+//! | `_FATAL`, and any error while `fatal_error()` is set; idempotence state errors (`OUT_OF_ORDER_SEQUENCE_NUMBER`, `INVALID_PRODUCER_EPOCH`, `UNKNOWN_PRODUCER_ID`, `INVALID_PRODUCER_ID_MAPPING`, `PRODUCER_FENCED`, `CLUSTER_AUTHORIZATION_FAILED`, `_INCONSISTENT`, `_GAPLESS_GUARANTEE`, `_FENCED`, `_STATE`) | Fatal | `TransportEvent::Fatal`; the next `connect` builds a new producer; the core resends in order |
+//! | `_ALL_BROKERS_DOWN` (error callback) | Link | `TransportEvent::LinkLost` |
+//! | anything else on a record, notably `_MSG_TIMED_OUT` (only with a finite `message.timeout.ms`), `_PURGE_*`, timeouts, leadership and replica errors | Retriable, at session granularity | the session ends with `LinkLost`, so that this record **and every record handed off after it** are resent in order (see [`RdkafkaConfig`]) |
 //!
-//! The full table is in [`classify`](crate#signals) (source module
-//! `classify.rs`); the reasoning about `message.timeout.ms` is on
-//! [`RdkafkaConfig`].
+//! Success reports become `Delivered(Ack { id, partition, offset })`. The
+//! reasoning about `message.timeout.ms` is on [`RdkafkaConfig`].
 //!
 //! ## Guarantees with Kafka
 //!
