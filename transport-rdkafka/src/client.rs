@@ -134,8 +134,8 @@ impl Context {
     }
 
     /// Reports the current session's link lost, once, if it is up. With
-    /// `purge`, also discards what librdkafka still queues (the core will
-    /// resend it), which poisons the producer.
+    /// `purge`, also discards what librdkafka still queues, if anything (the
+    /// core will resend it), which poisons the producer.
     fn end_session(&self, reason: String, purge: bool) {
         let mut word = self.session.load(Ordering::Acquire);
         loop {
@@ -151,9 +151,13 @@ impl Context {
                 Err(now) => word = now,
             }
         }
-        warn!(%reason, "kafka link lost; the core will reconnect and resend");
+        let outstanding = self.outstanding.load(Ordering::Acquire);
+        warn!(%reason, outstanding, "kafka link lost; the core will reconnect and resend");
         self.counters.link_lost.fetch_add(1, Ordering::Relaxed);
-        if purge {
+        // With nothing outstanding (for example an idle connection closed by
+        // the broker) there is nothing to discard and the producer stays
+        // reusable for the next session.
+        if purge && outstanding > 0 {
             self.purge_queue();
         }
         self.push(generation_of(word), TransportEvent::LinkLost(reason));

@@ -170,6 +170,13 @@ async fn all_brokers_down_is_link_lost_once() {
         }
         other => panic!("{other:?}"),
     }
+    // Nothing was outstanding when the link went: the producer is kept.
+    cluster.broker_up(-1).unwrap();
+    connected(&mut t).await;
+    t.send(RecordId(2), &record(2)).unwrap();
+    let events = events_until(&mut t, Duration::from_secs(10), |e| !e.is_empty()).await;
+    assert_eq!(delivered_ids(&events), HashSet::from([2]));
+    assert_eq!(t.metrics().snapshot().producers_built, 1);
     t.close(Duration::from_secs(1)).await;
 }
 
