@@ -279,8 +279,9 @@ async fn main() {
         });
     }
     println!(
-        "[{:>5.1}s] 4 producers started with the broker down: {}",
+        "[{:>5.1}s] 4 producers started{}: {}",
         start.elapsed().as_secs_f64(),
+        if mock { " with the broker down" } else { "" },
         states(&running)
     );
 
@@ -517,7 +518,8 @@ async fn main() {
         throughput.map_or("n/a".to_owned(), |t| format!("{t:.0} events/s"))
     );
     println!(
-        "| broker up -> first delivery | {} |",
+        "| {} -> first delivery | {} |",
+        if mock { "broker up" } else { "start" },
         ms(observed.first_delivery_after_up)
     );
     if mock {
