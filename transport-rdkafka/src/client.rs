@@ -38,6 +38,20 @@ use crate::metrics::Counters;
 /// before a retired producer's poll thread notices it must stop.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
+/// While the transport's owner served delivery reports itself this recently
+/// (see [`Client::poll_inline`]), the poll thread stays out of the way.
+const INLINE_ACTIVE: Duration = Duration::from_millis(5);
+
+/// The poll thread's nap while the owner serves delivery reports itself.
+const INLINE_NAP: Duration = Duration::from_millis(1);
+
+/// Milliseconds since the first call, on a monotonic clock.
+fn mono_ms() -> u64 {
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The librdkafka producer type used.
 pub(crate) type RdProducer = BaseProducer<Context>;
 
@@ -81,6 +95,8 @@ pub(crate) struct Context {
     producer: OnceLock<Weak<RdProducer>>,
     /// The last error librdkafka reported, for connect-failure reasons.
     last_error: Mutex<Option<String>>,
+    /// [`mono_ms`] of the owner's last inline poll.
+    inline_polled_at: AtomicU64,
 }
 
 impl Context {
@@ -95,6 +111,7 @@ impl Context {
             backpressured: AtomicBool::new(false),
             producer: OnceLock::new(),
             last_error: Mutex::new(None),
+            inline_polled_at: AtomicU64::new(0),
         }
     }
 
@@ -332,8 +349,16 @@ impl Client {
             std::thread::Builder::new()
                 .name(format!("rdkafka-poll-{serial}"))
                 .spawn(move || {
+                    let ctx = producer.context();
+                    let active = u64::try_from(INLINE_ACTIVE.as_millis()).unwrap_or(5);
                     while !stop.load(Ordering::Acquire) {
-                        producer.poll(POLL_INTERVAL);
+                        let since =
+                            mono_ms().saturating_sub(ctx.inline_polled_at.load(Ordering::Relaxed));
+                        if since < active {
+                            std::thread::sleep(INLINE_NAP);
+                        } else {
+                            producer.poll(POLL_INTERVAL);
+                        }
                     }
                 })
                 .map_err(|source| Error::Thread {
@@ -361,6 +386,22 @@ impl Client {
         !c.poisoned.load(Ordering::Acquire)
             && !c.fatal.load(Ordering::Acquire)
             && c.outstanding.load(Ordering::Acquire) == 0
+    }
+
+    /// Serves one batch of librdkafka's events (delivery reports) on the
+    /// calling thread, without waiting. A busy driver calls this from
+    /// `try_next_event`: the reports are then handled on the thread that
+    /// handed the records off (cheaper frees, no cross-thread wake-up), and
+    /// the poll thread only naps. When the driver stops calling it, the poll
+    /// thread takes over within [`INLINE_ACTIVE`].
+    pub(crate) fn poll_inline(&self) {
+        if self.outstanding() == 0 {
+            return;
+        }
+        self.context()
+            .inline_polled_at
+            .store(mono_ms(), Ordering::Relaxed);
+        self.producer.poll(Duration::ZERO);
     }
 
     /// Records handed off and not yet reported.

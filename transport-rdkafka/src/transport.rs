@@ -171,6 +171,9 @@ impl Transport for RdkafkaTransport {
         if let Some(event) = self.pop_local() {
             return Some(event);
         }
+        if let Some(client) = &self.client {
+            client.poll_inline();
+        }
         self.events.take_all(&mut self.local);
         self.pop_local()
     }
