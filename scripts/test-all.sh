@@ -24,4 +24,13 @@ else
     echo "test-all: ROBUST_PRODUCER_SKIP_KAFKA=1: real-Kafka tests will report themselves skipped"
 fi
 
+echo "== the core's normal dependencies contain no async runtime"
+runtimes=$(cargo tree -p robust-producer -e normal --prefix none | grep -E '^(tokio|async-std|smol|async-executor|async-io) ' || true)
+if [[ -n "$runtimes" ]]; then
+    echo "test-all: robust-producer's normal dependencies include an async runtime:" >&2
+    echo "$runtimes" >&2
+    exit 1
+fi
+echo "none"
+
 cargo test --workspace --release
