@@ -444,6 +444,16 @@ impl Client {
                 "the librdkafka producer failed fatally",
             ));
         }
+        // Only an open session takes records. Once it ended (link lost, a
+        // record retried at session granularity) a record handed off now
+        // could be stored after an earlier record of its partition failed,
+        // and before that one's resend: the core is about to reconnect and
+        // resend both, in order, on a fresh session instead.
+        if phase_of(ctx.session.load(Ordering::Acquire)) != UP {
+            return Err(TransportError::link(
+                "the session ended; waiting for the core to reconnect",
+            ));
+        }
         let Ok(opaque) = usize::try_from(id.0) else {
             return Err(TransportError::permanent(format!(
                 "record id {id} does not fit this platform's pointer width"
@@ -514,6 +524,12 @@ impl Client {
     /// Gives up on this producer: purges what it holds and destroys it on a
     /// background thread (librdkafka's teardown can take a while).
     pub(crate) fn retire(self) {
+        // Right away, before the next session sends anything: nothing of this
+        // producer's queue may reach the broker after the resends. (A
+        // non-blocking purge: the blocking one follows on the retire thread.)
+        self.context().set_down();
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight().non_blocking());
         let job = move || self.destroy(Duration::ZERO);
         if let Err(e) = std::thread::Builder::new()
             .name("rdkafka-retire".to_owned())
