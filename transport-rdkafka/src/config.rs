@@ -47,7 +47,7 @@ pub fn is_secret_property(name: &str) -> bool {
 /// | `enable.idempotence` | `true` | no duplicates from librdkafka's own retries, and per-partition order across them |
 /// | `acks` | `all` | Delivered means stored by every in-sync replica |
 /// | `linger.ms` | `5` | batches fill at high rates while a lone record waits at most 5 ms |
-/// | `message.timeout.ms` | `0` (infinite) | librdkafka never expires a record on its own; see below |
+/// | `message.timeout.ms` | `0` (infinite; enforced) | librdkafka never expires a record on its own; see below |
 /// | `reconnect.backoff.ms` / `reconnect.backoff.max.ms` | `100` / `1000` | once the broker is back, librdkafka's own reconnect finds it within a second (its default cap is 10 s); librdkafka jitters these |
 /// | `client.id` | `robust-producer` | |
 ///
@@ -70,13 +70,18 @@ pub fn is_secret_property(name: &str) -> bool {
 /// session's queue, and the core resends every unacknowledged record, in
 /// order, on a fresh session.
 ///
-/// A finite value is honoured too. An expired record (`MessageTimedOut`)
-/// is retriable, never lost, but the transport retries it at session
-/// granularity: it discards what librdkafka still queues for the session and
-/// reports the link lost, so that the core resends the expired record and
-/// everything handed off after it, in order. Retrying only the expired record
-/// would let records behind it (which librdkafka did not expire yet) reach the
-/// broker first and break per-key order.
+/// A finite value is refused by [`RdkafkaTransport::new`](crate::RdkafkaTransport::new)
+/// ([`Error::InvalidProperty`](crate::Error::InvalidProperty)), and so is a
+/// limit on `message.send.max.retries` (alias `retries`) below librdkafka's
+/// default of 2147483647. Both let librdkafka give up on a record by itself,
+/// and when it does it keeps sending the records behind it: librdkafka expires
+/// the head of a partition's queue and, in the same pass of its broker thread,
+/// can send the next records, which the broker then stores ahead of the
+/// expired record's resend. No record is lost (the core resends it), but
+/// per-key order is (the mock-cluster tests caught exactly this with a
+/// one-second `message.timeout.ms`). To bound how long a record may stay
+/// unacknowledged, use the core's `ack_timeout`: it ends the whole session
+/// and the core resends everything unacknowledged, in order.
 ///
 /// # Secrets
 ///
@@ -166,6 +171,43 @@ impl RdkafkaConfig {
             c.set(k, v);
         }
         c
+    }
+
+    /// Refuses the properties that would let librdkafka give up on a record
+    /// by itself (see the type's docs): a finite `message.timeout.ms` (alias
+    /// `delivery.timeout.ms`) and a retry limit.
+    pub(crate) fn validate(&self) -> Result<(), crate::Error> {
+        for name in ["message.timeout.ms", "delivery.timeout.ms"] {
+            if let Some(v) = self.get(name)
+                && v.trim() != "0"
+            {
+                return Err(crate::Error::InvalidProperty {
+                    name: name.to_owned(),
+                    reason: format!(
+                        "must be 0 (no expiry), got {v:?}: an expiring librdkafka keeps sending the \
+                         records behind an expired one, which breaks per-key order; bound \
+                         unacknowledged time with the core's ack_timeout instead"
+                    ),
+                });
+            }
+        }
+        for name in ["message.send.max.retries", "retries"] {
+            if let Some(v) = self.get(name)
+                && v.trim()
+                    .parse::<i64>()
+                    .is_ok_and(|n| n < i64::from(i32::MAX))
+            {
+                return Err(crate::Error::InvalidProperty {
+                    name: name.to_owned(),
+                    reason: format!(
+                        "must be unset or 2147483647, got {v:?}: a librdkafka that gives up on a \
+                         record keeps sending the records behind it, which breaks per-key order; \
+                         the core owns retries"
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Whether idempotence is on (it is unless the application turned it off).

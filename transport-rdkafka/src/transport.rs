@@ -62,9 +62,12 @@ impl RdkafkaTransport {
     /// # Errors
     ///
     /// [`Error::InvalidProperty`] when librdkafka rejects a property (secret
-    /// values are never included), [`Error::Create`] or [`Error::Thread`]
+    /// values are never included) or when a property would let librdkafka
+    /// give up on records by itself (a finite `message.timeout.ms`, a retry
+    /// limit; see [`RdkafkaConfig`]), [`Error::Create`] or [`Error::Thread`]
     /// when the producer or its poll thread cannot be created.
     pub fn new(config: RdkafkaConfig) -> Result<Self, Error> {
+        config.validate()?;
         if !config.idempotent() {
             warn!(
                 "enable.idempotence is off: librdkafka's retries may duplicate or reorder records"
