@@ -37,6 +37,18 @@ pub fn is_secret_property(name: &str) -> bool {
     SECRET_WORDS.iter().any(|w| name.contains(w))
 }
 
+/// Whether `name = value` would let librdkafka give up on records by itself.
+fn is_overridden(name: &str, value: &str) -> bool {
+    match name {
+        "message.timeout.ms" | "delivery.timeout.ms" => value.trim() != "0",
+        "message.send.max.retries" | "retries" => value
+            .trim()
+            .parse::<i64>()
+            .is_ok_and(|n| n < i64::from(i32::MAX)),
+        _ => false,
+    }
+}
+
 /// Configuration of an [`RdkafkaTransport`](crate::RdkafkaTransport): the
 /// librdkafka properties plus the transport's own settings.
 ///
@@ -47,7 +59,7 @@ pub fn is_secret_property(name: &str) -> bool {
 /// | `enable.idempotence` | `true` | no duplicates from librdkafka's own retries, and per-partition order across them |
 /// | `acks` | `all` | Delivered means stored by every in-sync replica |
 /// | `linger.ms` | `5` | batches fill at high rates while a lone record waits at most 5 ms |
-/// | `message.timeout.ms` | `0` (infinite; enforced) | librdkafka never expires a record on its own; see below |
+/// | `message.timeout.ms` | `0` (infinite, always) | librdkafka never expires a record on its own; see below |
 /// | `reconnect.backoff.ms` / `reconnect.backoff.max.ms` | `100` / `1000` | once the broker is back, librdkafka's own reconnect finds it within a second (its default cap is 10 s); librdkafka jitters these |
 /// | `client.id` | `robust-producer` | |
 ///
@@ -70,18 +82,19 @@ pub fn is_secret_property(name: &str) -> bool {
 /// session's queue, and the core resends every unacknowledged record, in
 /// order, on a fresh session.
 ///
-/// A finite value is refused by [`RdkafkaTransport::new`](crate::RdkafkaTransport::new)
-/// ([`Error::InvalidProperty`](crate::Error::InvalidProperty)), and so is a
-/// limit on `message.send.max.retries` (alias `retries`) below librdkafka's
-/// default of 2147483647. Both let librdkafka give up on a record by itself,
-/// and when it does it keeps sending the records behind it: librdkafka expires
-/// the head of a partition's queue and, in the same pass of its broker thread,
-/// can send the next records, which the broker then stores ahead of the
-/// expired record's resend. No record is lost (the core resends it), but
-/// per-key order is (the mock-cluster tests caught exactly this with a
-/// one-second `message.timeout.ms`). To bound how long a record may stay
-/// unacknowledged, use the core's `ack_timeout`: it ends the whole session
-/// and the core resends everything unacknowledged, in order.
+/// A finite value is not passed to librdkafka: it is replaced by `0`
+/// (logged at `warn` when the transport is created, and listed by
+/// [`RdkafkaConfig::overridden`]); so is a limit on
+/// `message.send.max.retries` (alias `retries`) below librdkafka's default of
+/// 2147483647. Both let librdkafka give up on a record by itself, and when it
+/// does it keeps sending the records behind it: librdkafka expires the head of
+/// a partition's queue and, in the same pass of its broker thread, can send
+/// the next records, which the broker then stores ahead of the expired
+/// record's resend. No record is lost (the core resends it) but per-key order
+/// is: the mock-cluster tests caught exactly this with a one-second
+/// `message.timeout.ms`. To bound how long a record may stay unacknowledged,
+/// use the core's `ack_timeout`: it ends the whole session and the core
+/// resends everything unacknowledged, in order.
 ///
 /// # Secrets
 ///
@@ -164,50 +177,30 @@ impl RdkafkaConfig {
         self.probe_topic.as_deref()
     }
 
-    /// The librdkafka client configuration.
+    /// The librdkafka client configuration, with the overrides of
+    /// [`RdkafkaConfig::overridden`] applied.
     pub(crate) fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         for (k, v) in &self.properties {
-            c.set(k, v);
+            if !is_overridden(k, v) {
+                c.set(k, v);
+            }
         }
+        c.set("message.timeout.ms", "0");
         c
     }
 
-    /// Refuses the properties that would let librdkafka give up on a record
-    /// by itself (see the type's docs): a finite `message.timeout.ms` (alias
-    /// `delivery.timeout.ms`) and a retry limit.
-    pub(crate) fn validate(&self) -> Result<(), crate::Error> {
-        for name in ["message.timeout.ms", "delivery.timeout.ms"] {
-            if let Some(v) = self.get(name)
-                && v.trim() != "0"
-            {
-                return Err(crate::Error::InvalidProperty {
-                    name: name.to_owned(),
-                    reason: format!(
-                        "must be 0 (no expiry), got {v:?}: an expiring librdkafka keeps sending the \
-                         records behind an expired one, which breaks per-key order; bound \
-                         unacknowledged time with the core's ack_timeout instead"
-                    ),
-                });
-            }
-        }
-        for name in ["message.send.max.retries", "retries"] {
-            if let Some(v) = self.get(name)
-                && v.trim()
-                    .parse::<i64>()
-                    .is_ok_and(|n| n < i64::from(i32::MAX))
-            {
-                return Err(crate::Error::InvalidProperty {
-                    name: name.to_owned(),
-                    reason: format!(
-                        "must be unset or 2147483647, got {v:?}: a librdkafka that gives up on a \
-                         record keeps sending the records behind it, which breaks per-key order; \
-                         the core owns retries"
-                    ),
-                });
-            }
-        }
-        Ok(())
+    /// The properties set to values the transport does not pass to
+    /// librdkafka, with those values: a finite `message.timeout.ms` (alias
+    /// `delivery.timeout.ms`), which becomes `0`, and a limit on
+    /// `message.send.max.retries` (alias `retries`), which is dropped so that
+    /// librdkafka's default (2147483647) applies. See the type's docs for why.
+    pub fn overridden(&self) -> Vec<(&str, &str)> {
+        self.properties
+            .iter()
+            .filter(|(k, v)| is_overridden(k, v))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
     }
 
     /// Whether idempotence is on (it is unless the application turned it off).
@@ -257,6 +250,37 @@ mod tests {
         assert_eq!(c.get("bootstrap.servers"), Some("k:9092"));
         assert!(c.idempotent());
         assert!(!c.clone().set("enable.idempotence", "false").idempotent());
+    }
+
+    #[test]
+    fn expiry_and_retry_limits_are_overridden() {
+        let c = RdkafkaConfig::new("k:9092")
+            .set("message.timeout.ms", "5000")
+            .set("delivery.timeout.ms", "300000")
+            .set("retries", "3")
+            .set("linger.ms", "20");
+        let mut over = c.overridden();
+        over.sort_unstable();
+        assert_eq!(
+            over,
+            [
+                ("delivery.timeout.ms", "300000"),
+                ("message.timeout.ms", "5000"),
+                ("retries", "3")
+            ]
+        );
+        let cc = c.client_config();
+        assert_eq!(cc.get("message.timeout.ms"), Some("0"));
+        assert_eq!(cc.get("delivery.timeout.ms"), None);
+        assert_eq!(cc.get("retries"), None);
+        assert_eq!(cc.get("linger.ms"), Some("20"));
+        assert!(RdkafkaConfig::new("k:9092").overridden().is_empty());
+        assert!(
+            RdkafkaConfig::new("k:9092")
+                .set("retries", "2147483647")
+                .overridden()
+                .is_empty()
+        );
     }
 
     #[test]

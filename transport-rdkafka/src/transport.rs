@@ -62,12 +62,17 @@ impl RdkafkaTransport {
     /// # Errors
     ///
     /// [`Error::InvalidProperty`] when librdkafka rejects a property (secret
-    /// values are never included) or when a property would let librdkafka
-    /// give up on records by itself (a finite `message.timeout.ms`, a retry
-    /// limit; see [`RdkafkaConfig`]), [`Error::Create`] or [`Error::Thread`]
+    /// values are never included), [`Error::Create`] or [`Error::Thread`]
     /// when the producer or its poll thread cannot be created.
     pub fn new(config: RdkafkaConfig) -> Result<Self, Error> {
-        config.validate()?;
+        for (name, value) in config.overridden() {
+            warn!(
+                property = name,
+                value,
+                "not passed to librdkafka: it would let librdkafka give up on records by itself \
+                 and break per-key order; the core's ack_timeout bounds unacknowledged time"
+            );
+        }
         if !config.idempotent() {
             warn!(
                 "enable.idempotence is off: librdkafka's retries may duplicate or reorder records"

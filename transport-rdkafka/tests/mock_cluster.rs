@@ -267,13 +267,14 @@ async fn brokers_down_mid_stream_five_times() {
     );
 }
 
-/// librdkafka's own expiry (`message.timeout.ms`, 300 s by default) is off
-/// and cannot be turned back on (see `finite_message_timeout_is_refused` in
-/// tests/transport.rs): what bounds a stuck record is the core's ack timeout.
-/// Here the partition leader is down for 4 s, four times the ack timeout,
-/// while the other brokers answer metadata: the core gives up on the session
-/// several times, the transport rebuilds its producer each time, and once the
-/// leader is back everything is delivered, in order.
+/// librdkafka's own expiry is off, even when the application configures a
+/// finite `message.timeout.ms` (1 s here, which the transport does not pass
+/// on): what bounds a stuck record is the core's ack timeout. The partition
+/// leader is down for 4 s, four times both, while the other brokers answer
+/// metadata: the core gives up on the session several times, the transport
+/// rebuilds its producer each time, and once the leader is back everything is
+/// delivered, in order. (With librdkafka's expiry on, this scenario reordered
+/// records: see `RdkafkaConfig`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_longer_than_message_timeout() {
     let _serial = serial();
@@ -300,7 +301,9 @@ async fn outage_longer_than_message_timeout() {
         .seed(5)
         .build()
         .expect("config");
-    let under = Under::start(transport_config(&cluster), core);
+    let config = transport_config(&cluster).set("message.timeout.ms", "1000");
+    assert_eq!(config.overridden(), [("message.timeout.ms", "1000")]);
+    let under = Under::start(config, core);
     const N: u64 = 30_000;
     under.send_range(0..10_000).await;
     cluster.mock.broker_down(1).expect("down");

@@ -225,32 +225,6 @@ fn invalid_property_is_reported_by_name() {
 }
 
 #[test]
-fn finite_message_timeout_is_refused() {
-    for (name, value) in [
-        ("message.timeout.ms", "1000"),
-        ("delivery.timeout.ms", "300000"),
-        ("message.send.max.retries", "3"),
-        ("retries", "10"),
-    ] {
-        let err =
-            RdkafkaTransport::new(RdkafkaConfig::new("localhost:9").set(name, value)).unwrap_err();
-        match &err {
-            Error::InvalidProperty { name: n, reason } => {
-                assert_eq!(n, name);
-                assert!(reason.contains("order"), "{reason}");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-    RdkafkaTransport::new(
-        RdkafkaConfig::new("localhost:9")
-            .set("message.timeout.ms", "0")
-            .set("retries", "2147483647"),
-    )
-    .expect("no expiry and no retry limit are fine");
-}
-
-#[test]
 fn invalid_secret_value_is_not_echoed() {
     // librdkafka validates enum values: an invalid one is echoed in its
     // message, so a secret-looking property with a bad value must not be.
