@@ -77,7 +77,11 @@ const SERVICES: [Service; 4] = [
 /// Entities per service: events for one entity share a key, so their order
 /// is checked.
 const ENTITIES: u64 = 500;
-const PARTITIONS: i32 = 12;
+/// Partitions per topic on the mock cluster, which keeps at most 5 MiB per
+/// partition: room for about 400 000 events per service.
+const PARTITIONS: i32 = 32;
+/// Events per service the mock cluster can hold for the read-back.
+const MOCK_CAPACITY: u64 = 400_000;
 
 struct Args {
     bootstrap: Option<String>,
@@ -224,6 +228,14 @@ async fn main() {
         }
     };
     let mock = matches!(broker, Broker::Mock(_));
+    let per_service = (args.rate / 100).max(1) * (args.duration.as_secs_f64() * 100.0) as u64;
+    if mock && per_service > MOCK_CAPACITY {
+        eprintln!(
+            "{per_service} events per service exceed what the mock cluster keeps for the read-back \
+             ({MOCK_CAPACITY}); lower --rate or --duration"
+        );
+        std::process::exit(2);
+    }
     let topic_of = |s: &Service| {
         if mock {
             format!("{}-events", s.name)
@@ -514,7 +526,7 @@ async fn main() {
     println!("| dead-lettered | {dead} |");
     println!("| handed back at close | {returned} |");
     println!(
-        "| throughput (delivered / first-to-last delivery) | {} |",
+        "| delivery rate, first to last delivery (publishing is paced at --rate) | {} |",
         throughput.map_or("n/a".to_owned(), |t| format!("{t:.0} events/s"))
     );
     println!(
