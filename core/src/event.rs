@@ -96,6 +96,23 @@ pub enum EnqueueError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The spool has no room for the record on disk and the policy refuses
+    /// (see [`Spool`](crate::Spool)).
+    #[error("spool full: no room on disk for the record")]
+    SpoolFull {
+        /// The refused record.
+        record: Record,
+    },
+    /// The spool stopped after an I/O error (a failed write or fsync, a full
+    /// disk): the producer accepts nothing more, since it could not make it
+    /// Durable. Records accepted before keep being delivered.
+    #[error("spool failed: {reason}")]
+    SpoolFailed {
+        /// The refused record.
+        record: Record,
+        /// What went wrong, naming the file and the operation.
+        reason: String,
+    },
     /// The producer is shutting down or closed.
     #[error("producer is closed")]
     Closed {
@@ -111,6 +128,8 @@ impl EnqueueError {
             EnqueueError::QueueFull { record, .. }
             | EnqueueError::RecordTooLarge { record, .. }
             | EnqueueError::InvalidRecord { record, .. }
+            | EnqueueError::SpoolFull { record }
+            | EnqueueError::SpoolFailed { record, .. }
             | EnqueueError::Closed { record } => record,
         }
     }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use crate::record::{Record, RecordId};
+use crate::spool::{DurableError, SpoolSignal};
 use crate::transport::Ack;
 
 /// Why an accepted record was not delivered.
@@ -28,6 +29,12 @@ pub enum DeliveryError {
     /// It was not delivered by the close deadline; `close` handed it back.
     #[error("not delivered before close; handed back by close()")]
     Returned,
+    /// It was not delivered by the close deadline (or before the last handle
+    /// was dropped), but it is Durable in the spool: the next producer
+    /// started on the same spool sends it first. `close` does not hand it
+    /// back.
+    #[error("not delivered before close; kept in the spool and replayed at the next start")]
+    Spooled,
     /// The producer's driver stopped before the record settled (its runtime
     /// shut down, or every handle was dropped); the record went to the
     /// dead-letter handler.
@@ -105,19 +112,58 @@ impl Slot {
     }
 }
 
+/// Whether and how a record can become Durable.
+#[derive(Debug, Clone)]
+pub(crate) enum Durability {
+    /// The producer has no spool.
+    NoSpool,
+    /// Dropped by the overflow policy before reaching the spool.
+    NotSpooled,
+    /// Appended to the spool; the signal says when it is Durable.
+    Spooled(SpoolSignal),
+}
+
 /// The fate of one accepted record: await it for
 /// [`Ack`] (Delivered) or the [`DeliveryError`] saying why not; or drop it.
+/// With a spool, [`DeliveryHandle::durable`] also tells when it is Durable.
 #[derive(Debug)]
 #[must_use = "a DeliveryHandle does nothing unless awaited; dropping it is fine"]
 pub struct DeliveryHandle {
     id: RecordId,
     slot: Arc<Slot>,
+    durability: Durability,
 }
 
 impl DeliveryHandle {
     /// The record's id.
     pub fn id(&self) -> RecordId {
         self.id
+    }
+
+    /// Waits until the record is Durable: written to the spool and synced as
+    /// its fsync policy promises. It may be Delivered before or after that;
+    /// await the handle itself for Delivered.
+    ///
+    /// # Errors
+    ///
+    /// [`DurableError::NoSpool`] without a spool,
+    /// [`DurableError::NotSpooled`] when the overflow policy dropped the
+    /// record as it was sent, [`DurableError::Failed`] when the spool stopped
+    /// first.
+    pub fn durable(&self) -> impl Future<Output = Result<(), DurableError>> + Send + '_ {
+        std::future::poll_fn(move |cx| match &self.durability {
+            Durability::NoSpool => Poll::Ready(Err(DurableError::NoSpool)),
+            Durability::NotSpooled => Poll::Ready(Err(DurableError::NotSpooled)),
+            Durability::Spooled(signal) => signal.poll_durable(self.id, cx),
+        })
+    }
+
+    /// Whether the record is Durable now.
+    pub fn is_durable(&self) -> bool {
+        match &self.durability {
+            Durability::Spooled(signal) => signal.durable_through() >= self.id,
+            Durability::NoSpool | Durability::NotSpooled => false,
+        }
     }
 }
 
@@ -151,14 +197,18 @@ pub(crate) struct SlotWindow {
 
 impl SlotWindow {
     /// A handle for the record just accepted as `id`.
-    pub(crate) fn open(&mut self, id: RecordId) -> DeliveryHandle {
+    pub(crate) fn open(&mut self, id: RecordId, durability: Durability) -> DeliveryHandle {
         if self.slots.is_empty() {
             self.base = id.0;
         }
         debug_assert_eq!(id.0, self.base + self.slots.len() as u64);
         let slot = Arc::new(Slot::default());
         self.slots.push_back(Some(Arc::clone(&slot)));
-        DeliveryHandle { id, slot }
+        DeliveryHandle {
+            id,
+            slot,
+            durability,
+        }
     }
 
     /// Takes the slot of `id`, to complete it.

@@ -11,12 +11,13 @@ use serde::Serialize;
 use crate::config::{Config, OverflowPolicy};
 use crate::event::{EnqueueError, Event};
 use crate::machine::Machine;
-use crate::record::Record;
+use crate::record::{Record, RecordId};
+use crate::spool::{Room, Spool, SpoolSignal};
 use crate::state::State;
 use crate::stats::{Health, Stats};
 use crate::transport::Transport;
 
-use super::delivery::{DeadLetter, DeliveryHandle};
+use super::delivery::{DeadLetter, DeliveryHandle, Durability};
 use super::envelope::EventEnvelope;
 use super::runtime::{BoxFuture, Runtime};
 use super::shared::{DeadLetterSink, Shared, register, unlock_and_wake_driver};
@@ -60,6 +61,7 @@ pub struct ProducerBuilder {
     config: Config,
     dead_letters: Option<DeadLetterSink>,
     drop_grace: Duration,
+    spool: Option<Arc<dyn Spool>>,
 }
 
 impl ProducerBuilder {
@@ -77,6 +79,27 @@ impl ProducerBuilder {
     /// dropped without [`Producer::close`]. Default [`DEFAULT_DROP_GRACE`].
     pub fn drop_grace(mut self, grace: Duration) -> Self {
         self.drop_grace = grace;
+        self
+    }
+
+    /// Makes records Durable in `spool` (for example the disk spool of the
+    /// `robust-producer-spool` crate). At build, the records an earlier
+    /// session left Durable but not delivered are taken from it and sent
+    /// first, in their original order, before anything new; they may exceed
+    /// the memory bounds until they drain. `send` still returns once a
+    /// record is Accepted; [`DeliveryHandle::durable`] tells when it is
+    /// Durable. The spool has its own bound on disk, under the same
+    /// overflow policy as the memory queue.
+    ///
+    /// At close (or past the drop grace), records not delivered that are
+    /// Durable stay in the spool for the next start and are not handed
+    /// back; their handles end with
+    /// [`DeliveryError::Spooled`](crate::DeliveryError::Spooled). Records
+    /// not Durable by the close deadline (plus
+    /// [`SPOOL_CLOSE_GRACE`](crate::SPOOL_CLOSE_GRACE) for the final fsync)
+    /// are handed back as without a spool. Nothing is dropped silently.
+    pub fn spool(mut self, spool: impl Spool) -> Self {
+        self.spool = Some(Arc::new(spool));
         self
     }
 
@@ -102,13 +125,17 @@ impl ProducerBuilder {
     {
         let overflow = self.config.overflow();
         let service_name = self.config.service_name().to_owned();
-        let machine = Machine::new(self.config, runtime.now());
+        let now = runtime.now();
+        let mut machine = Machine::new(self.config, now);
+        let spool = self
+            .spool
+            .map(|spool| (Arc::clone(&spool), open_session(&*spool, &mut machine, now)));
         let dead_letters = self.dead_letters.unwrap_or_else(|| {
             Arc::new(|dl: DeadLetter| {
                 tracing::error!(id = %dl.id, topic = %dl.record.topic, reason = %dl.reason, "dead letter");
             })
         });
-        let shared = Arc::new(Shared::new(machine, runtime, dead_letters));
+        let shared = Arc::new(Shared::new(machine, runtime, dead_letters, spool));
         let driver = Driver::new(Arc::clone(&shared), transport);
         let producer = Producer {
             handle: Arc::new(Handle {
@@ -120,6 +147,57 @@ impl ProducerBuilder {
         };
         (producer, Box::pin(driver.run()))
     }
+}
+
+/// Starts the spool's session and enqueues the records it recovered.
+fn open_session(spool: &dyn Spool, machine: &mut Machine, now: Instant) -> SpoolSignal {
+    let signal = SpoolSignal::new();
+    match spool.open_session(signal.clone()) {
+        Ok(records) => {
+            let n = records.len();
+            for record in records {
+                machine.enqueue_recovered(record, now);
+            }
+            if n > 0 {
+                tracing::info!(records = n, "replaying records recovered from the spool");
+                signal.durable(RecordId(n as u64));
+            }
+        }
+        Err(reason) => {
+            tracing::error!(%reason, "the spool could not start; records will be refused");
+            signal.failed(reason);
+        }
+    }
+    signal
+}
+
+/// Enqueues under the spool's bound too, and appends the accepted record.
+fn enqueue_spooled(
+    machine: &mut Machine,
+    spool: &dyn Spool,
+    signal: &SpoolSignal,
+    record: Record,
+    now: Instant,
+) -> Result<(RecordId, Durability), EnqueueError> {
+    if let Some(reason) = signal.failure() {
+        return Err(EnqueueError::SpoolFailed { record, reason });
+    }
+    match spool.room(&record, None) {
+        Room::Failed(reason) => return Err(EnqueueError::SpoolFailed { record, reason }),
+        Room::TooLarge { size, max } => {
+            return Err(EnqueueError::RecordTooLarge { record, size, max });
+        }
+        _ => {}
+    }
+    let id = machine.enqueue_with(record, now, |r, oldest| spool.room(r, oldest) == Room::Fits)?;
+    let durability = match machine.record(id) {
+        Some(r) => {
+            spool.append(id, r);
+            Durability::Spooled(signal.clone())
+        }
+        None => Durability::NotSpooled, // dropped by the overflow policy
+    };
+    Ok((id, durability))
 }
 
 /// The application's handle on a producer: cheap to clone, `Send + Sync`.
@@ -170,6 +248,7 @@ impl Producer {
             config,
             dead_letters: None,
             drop_grace: DEFAULT_DROP_GRACE,
+            spool: None,
         }
     }
 
@@ -216,8 +295,10 @@ impl Producer {
                 .as_mut()
                 .is_some_and(|s| s.as_mut().poll(cx).is_ready());
             match self.enqueue(r, (!timed_out).then_some(cx)) {
-                Err(EnqueueError::QueueFull { record: r, .. }) if !timed_out => {
-                    record = Some(r);
+                Err(e @ (EnqueueError::QueueFull { .. } | EnqueueError::SpoolFull { .. }))
+                    if !timed_out =>
+                {
+                    record = Some(e.into_record());
                     let s =
                         sleep.get_or_insert_with(|| self.shared().runtime.sleep_until(deadline));
                     if s.as_mut().poll(cx).is_ready() {
@@ -243,14 +324,23 @@ impl Producer {
         if g.stopped {
             return Err(EnqueueError::Closed { record });
         }
-        match g.machine.enqueue(record, now) {
-            Ok(id) => {
-                let handle = g.slots.open(id);
+        let result = match &self.shared().spool {
+            None => g
+                .machine
+                .enqueue(record, now)
+                .map(|id| (id, Durability::NoSpool)),
+            Some((spool, signal)) => enqueue_spooled(&mut g.machine, &**spool, signal, record, now),
+        };
+        match result {
+            Ok((id, durability)) => {
+                let handle = g.slots.open(id, durability);
                 unlock_and_wake_driver(g);
                 Ok(handle)
             }
             Err(e) => {
-                if let (EnqueueError::QueueFull { .. }, Some(cx)) = (&e, waiter) {
+                if let (EnqueueError::QueueFull { .. } | EnqueueError::SpoolFull { .. }, Some(cx)) =
+                    (&e, waiter)
+                {
                     register(&mut g.progress, cx.waker());
                 }
                 Err(e)

@@ -7,7 +7,8 @@ use std::task::Waker;
 use std::time::Instant;
 
 use crate::machine::Machine;
-use crate::record::Record;
+use crate::record::{Record, RecordId};
+use crate::spool::{Spool, SpoolSignal};
 use crate::state::State;
 
 use super::delivery::{DeadLetter, SlotWindow};
@@ -22,6 +23,8 @@ pub(crate) struct Shared {
     inner: Mutex<Inner>,
     pub(crate) runtime: Arc<dyn Runtime>,
     pub(crate) dead_letters: DeadLetterSink,
+    /// The spool, if any, and how it reports back.
+    pub(crate) spool: Option<(Arc<dyn Spool>, SpoolSignal)>,
 }
 
 /// Everything behind the lock.
@@ -47,6 +50,10 @@ pub(crate) struct Inner {
     /// Every handle was dropped without `close`: records not delivered by
     /// the grace period become dead letters instead of being handed back.
     pub(crate) abandoned: bool,
+    /// With a spool: records the machine handed back at shutdown, kept until
+    /// the spool's final sync says whether they stay in the spool (Durable)
+    /// or go back to the application.
+    pub(crate) spool_returns: Vec<(RecordId, Record)>,
 }
 
 /// Releases the lock, then wakes the driver if it waits for work.
@@ -63,6 +70,7 @@ impl Shared {
         machine: Machine,
         runtime: Arc<dyn Runtime>,
         dead_letters: DeadLetterSink,
+        spool: Option<(Arc<dyn Spool>, SpoolSignal)>,
     ) -> Self {
         let state = machine.state();
         Self {
@@ -77,9 +85,11 @@ impl Shared {
                 stopped: false,
                 close_deadline: None,
                 abandoned: false,
+                spool_returns: Vec::new(),
             }),
             runtime,
             dead_letters,
+            spool,
         }
     }
 

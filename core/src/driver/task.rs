@@ -10,12 +10,14 @@
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::event::{Command, Event};
 use crate::machine::Machine;
+use crate::record::RecordId;
+use crate::spool::{SPOOL_CLOSE_GRACE, Spool};
 use crate::state::State;
-use crate::transport::Transport;
+use crate::transport::{Transport, TransportError, TransportEvent};
 
 use super::delivery::{Completions, DeadLetter, DeadLetterReason, DeliveryError};
 use super::runtime::BoxFuture;
@@ -24,7 +26,7 @@ use super::shared::{Inner, Shared, wake_all};
 /// Events and commands handled per lock, so senders are not starved.
 const BATCH: usize = 1024;
 /// Busy rounds before the task yields to its executor.
-const ROUNDS_BEFORE_YIELD: usize = 32;
+const ROUNDS_BEFORE_YIELD: usize = 4;
 
 /// The background half of a producer. Created by
 /// [`ProducerBuilder::build`](crate::ProducerBuilder::build).
@@ -33,6 +35,10 @@ pub(crate) struct Driver<T> {
     transport: T,
     sleep: Option<(Instant, BoxFuture)>,
     completions: Completions,
+    /// Records settled in a round, for the spool.
+    settled: Vec<RecordId>,
+    /// Sending is paused until the spool writes down settled records.
+    spool_paused: bool,
 }
 
 enum Round {
@@ -48,19 +54,39 @@ impl<T: Transport> Driver<T> {
             transport,
             sleep: None,
             completions: Completions::default(),
+            settled: Vec::new(),
+            spool_paused: false,
         }
     }
 
-    /// Runs until the machine is closed, then closes the transport.
+    /// Runs until the machine is closed, then closes the transport and the
+    /// spool.
     pub(crate) async fn run(mut self) {
         poll_fn(|cx| self.poll_until_closed(cx)).await;
-        let timeout = {
+        if let Some((spool, _)) = &self.shared.spool {
+            spool.close(); // its final write and fsync run while the transport closes
+        }
+        let (timeout, deadline) = {
             let g = self.shared.lock();
             let now = self.shared.runtime.now();
-            g.close_deadline
-                .map_or(Duration::ZERO, |d| d.saturating_duration_since(now))
+            let deadline = g.close_deadline.unwrap_or(now);
+            (deadline.saturating_duration_since(now), deadline)
         };
         self.transport.close(timeout).await;
+        if let Some((_, signal)) = &self.shared.spool {
+            let mut sleep = self
+                .shared
+                .runtime
+                .sleep_until(deadline + SPOOL_CLOSE_GRACE);
+            poll_fn(|cx| {
+                if signal.poll_done(cx).is_ready() || sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+                Poll::Pending
+            })
+            .await;
+            settle_spool_returns(&self.shared);
+        }
         tracing::debug!("driver stopped");
     }
 
@@ -91,9 +117,42 @@ impl<T: Transport> Driver<T> {
                 g.machine.handle_timeout(now);
                 busy = true;
             }
-            let (commands, closed) = run_commands(&mut self.transport, &mut g.machine, now);
+            let spool = self.shared.spool.as_ref().map(|(s, _)| &**s);
+            // Settle before sending too: the spool then counts the records
+            // just acknowledged as unrecorded before the window refills.
+            busy |= settle(
+                &mut g,
+                spool,
+                &mut self.settled,
+                &mut completions,
+                &mut dead,
+                &mut wake,
+            );
+            if let (true, Some((s, signal))) = (self.spool_paused, &self.shared.spool) {
+                if g.machine.in_flight() + s.unrecorded() < g.machine.config().max_in_flight() {
+                    self.spool_paused = false;
+                    g.machine.handle_transport(TransportEvent::Ready, now);
+                } else {
+                    signal.wait_progress(cx.waker());
+                }
+            }
+            let (commands, closed, paused) =
+                run_commands(&mut self.transport, &mut g.machine, spool, now);
+            if paused {
+                self.spool_paused = true;
+                if let Some((_, signal)) = &self.shared.spool {
+                    signal.wait_progress(cx.waker());
+                }
+            }
             busy |= commands > 0;
-            busy |= settle(&mut g, &mut completions, &mut dead, &mut wake);
+            busy |= settle(
+                &mut g,
+                spool,
+                &mut self.settled,
+                &mut completions,
+                &mut dead,
+                &mut wake,
+            );
             (busy, closed, g.machine.poll_timeout())
         };
         completions.run();
@@ -143,6 +202,7 @@ impl<T> Drop for Driver<T> {
     /// any more. Open handles learn it; records still held stay in the
     /// machine for `close` to hand back.
     fn drop(&mut self) {
+        settle_spool_returns(&self.shared); // if the executor dropped us mid-close
         let mut g = self.shared.lock();
         g.stopped = true;
         let mut completions = Completions::default();
@@ -155,6 +215,46 @@ impl<T> Drop for Driver<T> {
         drop(g);
         completions.run();
         wake_all(wake);
+    }
+}
+
+/// Decides, once the spool has synced what it could, what happens to
+/// the records the machine handed back: Durable ones stay in the spool
+/// for the next start; the others go back to the application (or to
+/// the dead-letter handler when every handle was dropped).
+fn settle_spool_returns(shared: &Shared) {
+    let Some((_, signal)) = &shared.spool else {
+        return;
+    };
+    let through = signal.durable_through();
+    let mut completions = Completions::default();
+    let mut dead = Vec::new();
+    let mut g = shared.lock();
+    let mut kept = 0usize;
+    for (id, record) in std::mem::take(&mut g.spool_returns) {
+        if id <= through {
+            kept += 1;
+            completions.push(g.slots.take(id), Err(DeliveryError::Spooled));
+        } else if g.abandoned {
+            completions.push(g.slots.take(id), Err(DeliveryError::Abandoned));
+            dead.push(DeadLetter::new(id, record, DeadLetterReason::Abandoned));
+        } else {
+            completions.push(g.slots.take(id), Err(DeliveryError::Returned));
+            g.returned.push(record);
+        }
+    }
+    let handed_back = g.returned.len() + dead.len();
+    drop(g);
+    if kept > 0 || handed_back > 0 {
+        tracing::info!(
+            kept_in_spool = kept,
+            handed_back,
+            "closed: undelivered Durable records stay in the spool for the next start"
+        );
+    }
+    completions.run();
+    for letter in dead {
+        (shared.dead_letters)(letter);
     }
 }
 
@@ -184,21 +284,39 @@ fn drain_transport<T: Transport>(
     n > 0
 }
 
-/// Carries out the machine's commands; returns how many and whether the
-/// machine closed.
+/// Carries out the machine's commands; returns how many, whether the
+/// machine closed, and whether sending paused for the spool.
+///
+/// With a spool, a record is sent only while the records in flight plus
+/// those acknowledged but whose settle marks the spool has not yet written
+/// stay within `max_in_flight`: after a crash, at most `max_in_flight`
+/// records are sent again. Otherwise the record goes back as back-pressure
+/// (the machine retries on `Ready`, fed when the spool catches up, or after
+/// its short pause).
 fn run_commands<T: Transport>(
     transport: &mut T,
     machine: &mut Machine,
+    spool: Option<&dyn Spool>,
     now: Instant,
-) -> (usize, bool) {
+) -> (usize, bool, bool) {
     let mut closed = false;
+    let mut paused = false;
     let mut n = 0;
+    let max_in_flight = machine.config().max_in_flight();
     while n < BATCH {
+        let in_flight = machine.in_flight();
         let refused = match machine.poll_command(now) {
             None => break,
             Some(Command::Connect) => {
                 transport.connect();
                 None
+            }
+            Some(Command::Send { id, .. })
+                if spool.is_some_and(|s| in_flight + 1 + s.unrecorded() > max_in_flight) =>
+            {
+                paused = true;
+                let reason = "spool: settle marks of acknowledged records not yet written";
+                Some((id, TransportError::backpressure(reason)))
             }
             Some(Command::Send { id, record }) => transport.send(id, record).err().map(|e| (id, e)),
             Some(Command::Close) => {
@@ -211,13 +329,15 @@ fn run_commands<T: Transport>(
         }
         n += 1;
     }
-    (n, closed)
+    (n, closed, paused)
 }
 
-/// Turns the machine's events into outcomes, dead letters and wake-ups;
-/// true if there were any.
+/// Turns the machine's events into outcomes, dead letters and wake-ups, and
+/// tells the spool what settled; true if there were any events.
 fn settle(
     g: &mut Inner,
+    spool: Option<&dyn Spool>,
+    settled_ids: &mut Vec<RecordId>,
     completions: &mut Completions,
     dead: &mut Vec<DeadLetter>,
     wake: &mut Vec<Waker>,
@@ -229,10 +349,12 @@ fn settle(
         match event {
             Event::Delivered(ack) => {
                 settled = true;
+                settled_ids.push(ack.id);
                 completions.push(g.slots.take(ack.id), Ok(ack));
             }
             Event::DeadLettered { id, record, reason } => {
                 settled = true;
+                settled_ids.push(id);
                 let outcome = Err(DeliveryError::DeadLettered {
                     reason: reason.clone(),
                 });
@@ -245,12 +367,16 @@ fn settle(
             }
             Event::Dropped { id, record } => {
                 settled = true;
+                settled_ids.push(id);
                 completions.push(g.slots.take(id), Err(DeliveryError::Dropped));
                 dead.push(DeadLetter::new(id, record, DeadLetterReason::Overflow));
             }
             Event::Returned { id, record } => {
                 settled = true;
-                if g.abandoned {
+                if spool.is_some() {
+                    // Decided once the spool's final fsync is done.
+                    g.spool_returns.push((id, record));
+                } else if g.abandoned {
                     completions.push(g.slots.take(id), Err(DeliveryError::Abandoned));
                     dead.push(DeadLetter::new(id, record, DeadLetterReason::Abandoned));
                 } else {
@@ -267,6 +393,13 @@ fn settle(
             }
         }
     }
+    if let Some(spool) = spool.filter(|_| !settled_ids.is_empty()) {
+        // Records handed back at shutdown are still unsettled in the spool.
+        let kept = g.spool_returns.first().map(|(id, _)| *id);
+        let oldest = g.machine.oldest_held().into_iter().chain(kept).min();
+        spool.settled(settled_ids, oldest);
+    }
+    settled_ids.clear();
     if settled {
         wake.append(&mut g.progress);
     }

@@ -182,6 +182,17 @@ impl Machine {
         self.queue.in_flight_len()
     }
 
+    /// The id of the oldest record held (waiting or in flight): every
+    /// record accepted before it has settled.
+    pub fn oldest_held(&self) -> Option<RecordId> {
+        self.queue.oldest().map(|h| h.id)
+    }
+
+    /// The record `id`, if it is held (waiting or in flight).
+    pub fn record(&self, id: RecordId) -> Option<&Record> {
+        self.queue.get(id).map(|h| &h.record)
+    }
+
     /// The id the next accepted record will get.
     pub fn next_id(&self) -> RecordId {
         RecordId(self.next_id)
@@ -237,6 +248,29 @@ impl Machine {
     /// is full under [`OverflowPolicy::Reject`] or [`OverflowPolicy::Block`]
     /// (the driver does the waiting), or the machine is closing.
     pub fn enqueue(&mut self, record: Record, now: Instant) -> Result<RecordId, EnqueueError> {
+        self.enqueue_with(record, now, |_, _| true)
+    }
+
+    /// Like [`Machine::enqueue`], with one more bound: `room(record,
+    /// oldest_held)` says whether `record` fits beside the records held now,
+    /// `oldest_held` being the id of the oldest of them (the spool uses it:
+    /// everything before that record has settled). The overflow policy
+    /// applies to this bound as to the memory bounds; `DropOldest` drops
+    /// records for it only while the oldest held record is waiting (so that
+    /// dropping it moves `oldest_held`), never the ones in flight.
+    ///
+    /// `room` must be a pure, cheap check; it may be called several times.
+    ///
+    /// # Errors
+    ///
+    /// As [`Machine::enqueue`], and [`EnqueueError::SpoolFull`] when `room`
+    /// refuses under `Reject` or `Block`.
+    pub fn enqueue_with(
+        &mut self,
+        record: Record,
+        now: Instant,
+        mut room: impl FnMut(&Record, Option<RecordId>) -> bool,
+    ) -> Result<RecordId, EnqueueError> {
         if self.link == Link::Closed || self.closing.is_some() {
             return Err(EnqueueError::Closed { record });
         }
@@ -251,21 +285,30 @@ impl Machine {
                 max: self.config.max_record_bytes(),
             });
         }
-        if !self.fits(size) {
+        let mut external = room(&record, self.oldest_held());
+        if !self.fits(size) || !external {
             match self.config.overflow() {
                 OverflowPolicy::Reject | OverflowPolicy::Block { .. } => {
-                    return Err(EnqueueError::QueueFull {
-                        record,
-                        held_records: self.queue.len(),
-                        held_bytes: self.queue.bytes(),
+                    return Err(if self.fits(size) {
+                        EnqueueError::SpoolFull { record }
+                    } else {
+                        EnqueueError::QueueFull {
+                            record,
+                            held_records: self.queue.len(),
+                            held_bytes: self.queue.bytes(),
+                        }
                     });
                 }
                 OverflowPolicy::DropOldest => {
-                    while !self.fits(size) {
+                    while !self.fits(size) || !external {
+                        if !external && !self.queue.oldest_is_waiting() {
+                            break; // only acknowledgements can move the oldest held record
+                        }
                         let Some(old) = self.queue.pop_oldest_waiting() else {
                             break;
                         };
                         self.drop_record(old.id, old.record, "DropOldest");
+                        external = room(&record, self.oldest_held());
                     }
                 }
                 OverflowPolicy::DropNewest => {}
@@ -274,7 +317,7 @@ impl Machine {
         let id = RecordId(self.next_id);
         self.next_id += 1;
         self.counters.accepted += 1;
-        if !self.fits(size) {
+        if !self.fits(size) || !external {
             // DropNewest, or DropOldest with everything in flight.
             self.drop_record(id, record, "overflow");
             return Ok(id);
@@ -288,6 +331,28 @@ impl Machine {
             bucket: 0,
         });
         Ok(id)
+    }
+
+    /// Accepts a record recovered from a spool at start-up, whatever the
+    /// bounds: it was accepted by an earlier session and must not be lost
+    /// now. Call it before anything else is enqueued, in the records'
+    /// original order; they get the first ids and are sent first. While
+    /// recovered records exceed the bounds, new records meet the overflow
+    /// policy.
+    pub fn enqueue_recovered(&mut self, record: Record, now: Instant) -> RecordId {
+        let id = RecordId(self.next_id);
+        self.next_id += 1;
+        self.counters.accepted += 1;
+        let size = record.size();
+        trace!(%id, size, "recovered");
+        self.queue.push_new(Held {
+            id,
+            record,
+            size,
+            accepted_at: now,
+            bucket: 0,
+        });
+        id
     }
 
     /// Feeds an event from the transport.

@@ -187,6 +187,29 @@ impl RecordQueue {
         }
     }
 
+    /// Whether the oldest held record is waiting (not in flight).
+    pub(crate) fn oldest_is_waiting(&self) -> bool {
+        match (self.waiting.front(), self.in_flight.front()) {
+            (Some(w), Some(f)) => w.id < f.id,
+            (w, _) => w.is_some(),
+        }
+    }
+
+    /// The held record `id`, waiting or in flight.
+    pub(crate) fn get(&self, id: RecordId) -> Option<&Held> {
+        fn find(q: &VecDeque<Held>, id: RecordId) -> Option<&Held> {
+            // A record just accepted is last among the waiting ones.
+            if q.back().is_some_and(|b| b.id == id) {
+                return q.back();
+            }
+            position(q, id).ok().and_then(|at| q.get(at))
+        }
+        find(&self.waiting, id).or_else(|| {
+            let at = self.in_flight.position(id).ok()?;
+            self.in_flight.get(at)
+        })
+    }
+
     /// Appends a newly accepted record; its id is above every held one.
     pub(crate) fn push_new(&mut self, held: Held) {
         debug_assert!(self.waiting.back().is_none_or(|b| b.id < held.id));

@@ -1,0 +1,328 @@
+//! Durable appends per second and time-to-Durable for each fsync policy,
+//! through the producer (`send`, then `durable()`), with 100-byte records,
+//! side by side with a plain `write` + `fdatasync` loop on the same disk in
+//! the same run (the physical limit of one record per fsync).
+//!
+//! Three workloads per policy:
+//! * pipelined, max rate: one task sends as fast as `send` returns, another
+//!   awaits each record's `durable()` in order; records/s until the last is
+//!   Durable (its latencies include the queue the sender builds up);
+//! * offered rate (default 200k records/s, `SPOOL_BENCH_RATE`): the same,
+//!   with the sender paced in 1 ms batches; the send-to-Durable times of a
+//!   spool that keeps up;
+//! * sequential: send one record, await `durable()`, repeat — one record
+//!   per fsync, directly comparable with the raw loop.
+//!
+//! The transport acknowledges at once, so records settle and segments are
+//! deleted as in steady operation.
+//!
+//! ```text
+//! cargo bench -p robust-producer-spool --bench spool
+//! SPOOL_BENCH_DIR=/some/disk SPOOL_BENCH_RECORDS=300000 SPOOL_BENCH_SECONDS=3 cargo bench ...
+//! ```
+
+#![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)]
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use robust_producer::{
+    Ack, Config, OverflowPolicy, Producer, Record, RecordId, TokioRuntime, Transport,
+    TransportError, TransportEvent,
+};
+use robust_producer_spool::{DiskSpool, FsyncPolicy, SpoolConfig};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+/// Acknowledges every record at once.
+struct AckAll {
+    tx: UnboundedSender<TransportEvent>,
+    rx: UnboundedReceiver<TransportEvent>,
+}
+
+impl AckAll {
+    fn new() -> Self {
+        let (tx, rx) = unbounded_channel();
+        Self { tx, rx }
+    }
+}
+
+#[async_trait]
+impl Transport for AckAll {
+    fn connect(&mut self) {
+        let _ = self.tx.send(TransportEvent::Connected);
+    }
+
+    fn send(&mut self, id: RecordId, _record: &Record) -> Result<(), TransportError> {
+        let _ = self.tx.send(TransportEvent::Delivered(Ack::new(id)));
+        Ok(())
+    }
+
+    fn try_next_event(&mut self) -> Option<TransportEvent> {
+        self.rx.try_recv().ok()
+    }
+
+    async fn next_event(&mut self) -> TransportEvent {
+        match self.rx.recv().await {
+            Some(e) => e,
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn close(&mut self, _timeout: Duration) {}
+}
+
+struct Figures {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    fsyncs: u64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn figures(count: usize, elapsed: Duration, mut lat: Vec<Duration>, fsyncs: u64) -> Figures {
+    lat.sort_unstable();
+    Figures {
+        rate: count as f64 / elapsed.as_secs_f64(),
+        p50: percentile(&lat, 0.50),
+        p99: percentile(&lat, 0.99),
+        fsyncs,
+    }
+}
+
+/// The physical limit: `write` 124 bytes (a framed 100-byte record) and
+/// `fdatasync`, in a loop, for `seconds`: (records, seconds, latencies).
+fn raw_turn(dir: &Path, seconds: f64) -> (usize, f64, Vec<Duration>) {
+    let path = dir.join("raw.bin");
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let buf = [0x5au8; 124];
+    let mut lat = Vec::new();
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < seconds {
+        let t = Instant::now();
+        f.write_all(&buf).unwrap();
+        f.sync_data().unwrap();
+        lat.push(t.elapsed());
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    (lat.len(), elapsed, lat)
+}
+
+fn raw_loop(dir: &Path, seconds: f64) -> Figures {
+    let (n, t, lat) = raw_turn(dir, seconds);
+    figures(n, Duration::from_secs_f64(t), lat, n as u64)
+}
+
+fn producer(spool: &DiskSpool) -> Producer {
+    let config = Config::builder()
+        .max_queued_records(1 << 20)
+        .max_queued_bytes(1 << 30)
+        .overflow(OverflowPolicy::Block {
+            timeout: Duration::from_secs(60),
+        })
+        .build()
+        .unwrap();
+    Producer::builder(config)
+        .spool(spool.clone())
+        .start(AckAll::new(), TokioRuntime::new())
+}
+
+fn open(dir: &Path, fsync: FsyncPolicy) -> DiskSpool {
+    let _ = std::fs::remove_dir_all(dir);
+    DiskSpool::open(
+        SpoolConfig::builder(dir)
+            .segment_bytes(64 << 20)
+            .max_bytes(1 << 30)
+            .fsync(fsync)
+            .build()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn record() -> Record {
+    Record::new("bench", vec![0x42u8; 100])
+}
+
+/// Sends `n` records as fast as `send` returns; a second task awaits each
+/// record's `durable()` in order. Records/s until the last is Durable.
+async fn pipelined(dir: &Path, fsync: FsyncPolicy, n: usize) -> Figures {
+    paced(dir, fsync, n, None).await
+}
+
+/// Sends `n` records at `rate` records/s (in 1 ms batches), or as fast as
+/// possible; a second task awaits each record's `durable()` in order and
+/// notes the time from its `send` to Durable.
+async fn paced(dir: &Path, fsync: FsyncPolicy, n: usize, rate: Option<u64>) -> Figures {
+    let spool = open(dir, fsync);
+    let producer = producer(&spool);
+    let (tx, mut rx) = unbounded_channel::<(Instant, robust_producer::DeliveryHandle)>();
+    let waiter = tokio::spawn(async move {
+        let mut lat = Vec::with_capacity(n);
+        while let Some((sent, handle)) = rx.recv().await {
+            handle.durable().await.unwrap();
+            lat.push(sent.elapsed());
+        }
+        lat
+    });
+    let per_ms = rate.map(|r| (r / 1000).max(1) as usize);
+    let start = Instant::now();
+    let mut tick = tokio::time::Instant::now();
+    for i in 0..n {
+        let handle = producer.send(record()).await.unwrap();
+        tx.send((Instant::now(), handle)).unwrap();
+        match per_ms {
+            Some(batch) if i % batch == batch - 1 => {
+                tick += Duration::from_millis(1);
+                tokio::time::sleep_until(tick).await;
+            }
+            None if i % 256 == 255 => tokio::task::yield_now().await,
+            _ => {}
+        }
+    }
+    drop(tx);
+    let lat = waiter.await.unwrap();
+    let elapsed = start.elapsed();
+    let fsyncs = spool.stats().fsyncs;
+    producer.close(Duration::from_secs(10)).await;
+    figures(n, elapsed, lat, fsyncs)
+}
+
+/// Send one record, await `durable()`, repeat, for `seconds`.
+async fn sequential_turn(
+    dir: &Path,
+    fsync: FsyncPolicy,
+    seconds: f64,
+) -> (usize, f64, Vec<Duration>, u64) {
+    let spool = open(dir, fsync);
+    let producer = producer(&spool);
+    let mut lat = Vec::new();
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < seconds {
+        let t = Instant::now();
+        let handle = producer.send(record()).await.unwrap();
+        handle.durable().await.unwrap();
+        lat.push(t.elapsed());
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let fsyncs = spool.stats().fsyncs;
+    producer.close(Duration::from_secs(10)).await;
+    (lat.len(), elapsed, lat, fsyncs)
+}
+
+async fn sequential(dir: &Path, fsync: FsyncPolicy, seconds: f64) -> Figures {
+    let (n, t, lat, fsyncs) = sequential_turn(dir, fsync, seconds).await;
+    figures(n, Duration::from_secs_f64(t), lat, fsyncs)
+}
+
+fn line(name: &str, f: &Figures, raw: &Figures) {
+    println!(
+        "{name:<36} {:>11.0} rec/s {:>6.2}x raw   p50 {:>9.1?}   p99 {:>9.1?}   fsyncs {:>7}",
+        f.rate,
+        f.rate / raw.rate,
+        f.p50,
+        f.p99,
+        f.fsyncs
+    );
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` lists; nothing to list
+    }
+    let base: PathBuf = std::env::var_os("SPOOL_BENCH_DIR")
+        .map(PathBuf::from)
+        .or_else(|| option_env!("CARGO_TARGET_TMPDIR").map(PathBuf::from))
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = base.join(format!("spool-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let n: usize = std::env::var("SPOOL_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300_000);
+    let seconds: f64 = std::env::var("SPOOL_BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3.0);
+    println!(
+        "spool bench: dir {} ({n} records pipelined, {seconds} s sequential/raw), 100-byte records",
+        dir.display()
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let offered: u64 = std::env::var("SPOOL_BENCH_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let policies = [
+        ("Always", FsyncPolicy::Always),
+        (
+            "Interval(1 ms)",
+            FsyncPolicy::Interval(Duration::from_millis(1)),
+        ),
+        (
+            "Interval(10 ms)",
+            FsyncPolicy::Interval(Duration::from_millis(10)),
+        ),
+        ("Never", FsyncPolicy::Never),
+    ];
+    // Always, one record per fsync, against the raw loop: short turns of
+    // each, alternated, so that both see the same disk (its rate drifts on
+    // a shared machine).
+    let turns = 6;
+    let turn = seconds / 2.0;
+    let (mut raw_all, mut seq_all) = (Vec::new(), Vec::new());
+    let (mut raw_n, mut seq_n, mut raw_t, mut seq_t) = (0usize, 0usize, 0.0, 0.0);
+    let mut seq_fsyncs = 0;
+    let always_dir = dir.join("Always-sequential");
+    for _ in 0..turns {
+        let (n, t, lat) = raw_turn(&dir, turn);
+        raw_n += n;
+        raw_t += t;
+        raw_all.extend(lat);
+        let (n, t, lat, fsyncs) =
+            rt.block_on(sequential_turn(&always_dir, FsyncPolicy::Always, turn));
+        seq_fsyncs += fsyncs;
+        seq_n += n;
+        seq_t += t;
+        seq_all.extend(lat);
+    }
+    let raw = figures(raw_n, Duration::from_secs_f64(raw_t), raw_all, raw_n as u64);
+    let always_seq = figures(seq_n, Duration::from_secs_f64(seq_t), seq_all, seq_fsyncs);
+    line("raw write+fdatasync loop", &raw, &raw);
+    line("Always: sequential (alternated)", &always_seq, &raw);
+    for (name, policy) in policies {
+        let spool_dir = dir.join(name.replace(['(', ')', ' '], ""));
+        if policy != FsyncPolicy::Always {
+            let seq = rt.block_on(sequential(&spool_dir, policy, seconds));
+            line(&format!("{name}: sequential"), &seq, &raw);
+        }
+        let pipe = rt.block_on(pipelined(&spool_dir, policy, n));
+        line(&format!("{name}: pipelined, max rate"), &pipe, &raw);
+        let at = rt.block_on(paced(&spool_dir, policy, n, Some(offered)));
+        line(&format!("{name}: offered {}k/s", offered / 1000), &at, &raw);
+    }
+    // Raw again: the disk's rate drifts; both ends bracket the run.
+    let raw2 = raw_loop(&dir, seconds);
+    line("raw write+fdatasync loop (again)", &raw2, &raw);
+    let _ = std::fs::remove_dir_all(&dir);
+}

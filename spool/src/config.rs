@@ -1,0 +1,191 @@
+//! The spool's configuration: directory, bounds and fsync policy.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::SpoolError;
+
+/// When the spool fsyncs, and so what "Durable" means.
+///
+/// Whatever the policy, a record is written to the segment file before it is
+/// reported Durable, records reach the file in the order they were accepted,
+/// and `close` writes and fsyncs everything appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FsyncPolicy {
+    /// A record is Durable once the segment file holding it has been
+    /// `fdatasync`ed after the record was written (and, for a new segment,
+    /// its directory too): it survives a process crash, a kernel crash and
+    /// a power loss on a disk that honours flushes. The spool thread
+    /// fsyncs back to back while records arrive, never waiting to batch:
+    /// records that arrive during one fsync share the next (group commit
+    /// without added latency).
+    Always,
+    /// Group commit on a timer: records wait in memory and are written and
+    /// `fdatasync`ed together at most once per interval (written earlier,
+    /// without an fsync, when 4 MiB accumulate). A record is Durable once
+    /// that fsync returns — typically within the interval plus one fsync of
+    /// its `send` — with the same guarantee as `Always` from then on. A
+    /// crash loses only records not yet Durable: up to one interval of
+    /// Accepted records.
+    Interval(Duration),
+    /// No fsync while running: a record is Durable once `write(2)` has
+    /// handed it to the operating system. It survives the process being
+    /// killed (SIGKILL, panic, OOM kill) but not a kernel crash or power
+    /// loss, after which the file keeps whatever the kernel had written
+    /// back (recovery then keeps the valid prefix).
+    Never,
+}
+
+/// Bytes of the spool's files, by default (1 GiB).
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+/// Bytes of one segment file, by default (64 MiB).
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// The smallest segment size accepted (64 KiB).
+pub const MIN_SEGMENT_BYTES: u64 = 64 << 10;
+
+/// Configuration of a [`DiskSpool`](crate::DiskSpool); build it with
+/// [`SpoolConfig::builder`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolConfig {
+    pub(crate) dir: PathBuf,
+    pub(crate) max_bytes: u64,
+    pub(crate) segment_bytes: u64,
+    pub(crate) fsync: FsyncPolicy,
+}
+
+impl SpoolConfig {
+    /// A builder for a spool in `dir` (created if missing), with the
+    /// defaults: [`DEFAULT_MAX_BYTES`], [`DEFAULT_SEGMENT_BYTES`],
+    /// [`FsyncPolicy::Always`].
+    pub fn builder(dir: impl Into<PathBuf>) -> SpoolConfigBuilder {
+        SpoolConfigBuilder(Self {
+            dir: dir.into(),
+            max_bytes: DEFAULT_MAX_BYTES,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            fsync: FsyncPolicy::Always,
+        })
+    }
+
+    /// The spool's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The bound on the spool's files: records are admitted (under the
+    /// producer's overflow policy) only while the segments from the one
+    /// holding the oldest unsettled record to the newest stay within it.
+    /// Segments wholly settled are deleted by the spool thread in its next
+    /// round; until then, and by the few bytes of settle marks written
+    /// while full, the files may exceed it briefly.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// The size at which a segment file is closed and the next one begun.
+    /// Space is reclaimed a whole segment at a time. A record larger than a
+    /// segment gets a segment of its own.
+    pub fn segment_bytes(&self) -> u64 {
+        self.segment_bytes
+    }
+
+    /// The fsync policy.
+    pub fn fsync(&self) -> FsyncPolicy {
+        self.fsync
+    }
+}
+
+/// Builds a [`SpoolConfig`]; [`SpoolConfigBuilder::build`] validates it.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct SpoolConfigBuilder(SpoolConfig);
+
+impl SpoolConfigBuilder {
+    /// See [`SpoolConfig::max_bytes`]. At least twice the segment size.
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.0.max_bytes = bytes;
+        self
+    }
+
+    /// See [`SpoolConfig::segment_bytes`]. At least [`MIN_SEGMENT_BYTES`].
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.0.segment_bytes = bytes;
+        self
+    }
+
+    /// See [`FsyncPolicy`].
+    pub fn fsync(mut self, policy: FsyncPolicy) -> Self {
+        self.0.fsync = policy;
+        self
+    }
+
+    /// Validates and returns the configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`SpoolError::Config`] naming the field and the reason.
+    pub fn build(self) -> Result<SpoolConfig, SpoolError> {
+        let c = self.0;
+        let bad = |field: &'static str, reason: String| Err(SpoolError::Config { field, reason });
+        if c.dir.as_os_str().is_empty() {
+            return bad("dir", "must not be empty".to_owned());
+        }
+        if c.segment_bytes < MIN_SEGMENT_BYTES {
+            return bad(
+                "segment_bytes",
+                format!(
+                    "{} is below the minimum of {MIN_SEGMENT_BYTES}",
+                    c.segment_bytes
+                ),
+            );
+        }
+        if c.max_bytes < 2 * c.segment_bytes {
+            return bad(
+                "max_bytes",
+                format!(
+                    "{} must be at least twice segment_bytes ({})",
+                    c.max_bytes, c.segment_bytes
+                ),
+            );
+        }
+        if let FsyncPolicy::Interval(d) = c.fsync
+            && (d.is_zero() || d > Duration::from_secs(60))
+        {
+            return bad(
+                "fsync",
+                format!(
+                    "Interval({d:?}) must be above zero and at most 60 s (use Always for no delay)"
+                ),
+            );
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_errors_name_the_field() {
+        assert!(SpoolConfig::builder("/tmp/x").build().is_ok());
+        let e = SpoolConfig::builder("/tmp/x")
+            .segment_bytes(1)
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("segment_bytes"), "{e}");
+        let e = SpoolConfig::builder("/tmp/x")
+            .segment_bytes(1 << 20)
+            .max_bytes(1 << 20)
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("max_bytes"), "{e}");
+        let e = SpoolConfig::builder("/tmp/x")
+            .fsync(FsyncPolicy::Interval(Duration::ZERO))
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("fsync"), "{e}");
+    }
+}

@@ -1,0 +1,78 @@
+//! File-system helpers: names, directory fsync, the atomic ledger write,
+//! and the directory lock.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::SpoolError;
+use crate::format::Ledger;
+
+/// The ledger's file name.
+pub(crate) const LEDGER: &str = "ledger";
+/// The temporary file a new ledger is written to before the rename.
+pub(crate) const LEDGER_TMP: &str = "ledger.tmp";
+/// The lock file's name.
+pub(crate) const LOCK: &str = "lock";
+/// Segment files end with this.
+pub(crate) const SEGMENT_EXT: &str = ".seg";
+/// Quarantined bytes are moved to files ending with this.
+pub(crate) const QUARANTINE_EXT: &str = ".quarantine";
+
+/// The path of segment `index`.
+pub(crate) fn segment_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("{index:020}{SEGMENT_EXT}"))
+}
+
+/// The index of a segment file name, if it is one.
+pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_EXT)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Fsyncs a directory, so that files created, renamed or removed in it
+/// stay so after a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(SpoolError::io("fsync directory", dir))
+}
+
+/// Replaces the ledger atomically: write a temporary file, fsync it, rename
+/// it over the ledger, fsync the directory.
+pub(crate) fn write_ledger(dir: &Path, ledger: &Ledger) -> Result<(), SpoolError> {
+    let tmp = dir.join(LEDGER_TMP);
+    let mut f = File::create(&tmp).map_err(SpoolError::io("create", &tmp))?;
+    f.write_all(&ledger.encode())
+        .map_err(SpoolError::io("write", &tmp))?;
+    f.sync_all().map_err(SpoolError::io("fsync", &tmp))?;
+    drop(f);
+    let path = dir.join(LEDGER);
+    fs::rename(&tmp, &path).map_err(SpoolError::io("rename ledger.tmp to", &path))?;
+    sync_dir(dir)
+}
+
+/// Takes the directory's lock: an exclusive `flock` on its lock file, held
+/// while the returned file is open (the kernel drops it when the process
+/// dies, so a crash never leaves it stale).
+pub(crate) fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
+    let path = dir.join(LOCK);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(SpoolError::io("open", &path))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(SpoolError::Locked(dir.to_owned())),
+        Err(e) => Err(SpoolError::Io {
+            op: "flock",
+            path,
+            source: e.into(),
+        }),
+    }
+}

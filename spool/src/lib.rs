@@ -1,0 +1,80 @@
+//! # robust-producer-spool
+//!
+//! A durable on-disk spool for [`robust_producer`]: with it, a producer's
+//! records become **Durable** (written and fsynced, as the
+//! [`FsyncPolicy`] promises) shortly after they are Accepted, and a
+//! restart — after a clean close, a crash, a `SIGKILL` or a power loss —
+//! replays every Durable record that was not yet delivered, first and in
+//! its original order.
+//!
+//! ```no_run
+//! # async fn demo(transport: impl robust_producer::Transport + 'static) -> Result<(), Box<dyn std::error::Error>> {
+//! use robust_producer::{Config, Producer, Record, TokioRuntime};
+//! use robust_producer_spool::{DiskSpool, FsyncPolicy, SpoolConfig};
+//!
+//! let spool = DiskSpool::open(
+//!     SpoolConfig::builder("/var/lib/my-service/spool")
+//!         .fsync(FsyncPolicy::Always)
+//!         .build()?,
+//! )?;
+//! let producer = Producer::builder(Config::builder().build()?)
+//!     .spool(spool.clone())
+//!     .start(transport, TokioRuntime::new());
+//!
+//! let handle = producer.send(Record::new("orders", b"...".to_vec())).await?; // Accepted
+//! handle.durable().await?; // Durable: on disk, survives a crash
+//! let ack = handle.await?; // Delivered
+//! # let _ = ack; Ok(()) }
+//! ```
+//!
+//! ## How it works
+//!
+//! * **Format.** A directory of segment files, each with a versioned
+//!   header; every frame carries its length, a CRC-32C of its header and
+//!   one of its payload, and the record's sequence number; a ledger holds
+//!   the acknowledgement watermark (see [`format`](mod@format)).
+//! * **Writing.** `send` encodes the record into a buffer under the
+//!   producer's lock — nothing more. A dedicated writer thread writes the
+//!   buffer, fsyncs per the policy (group commit), reports what is
+//!   Durable, and deletes segments whose records have all settled, after
+//!   syncing the ledger and before a directory fsync. An I/O error (a
+//!   failed fsync, a full disk) stops the spool with an error naming the
+//!   file; fsync is never retried. The producer then refuses new records
+//!   with `EnqueueError::SpoolFailed` and keeps delivering those it holds.
+//! * **Settling.** Records delivered, dead-lettered or dropped by the
+//!   overflow policy are written down as settled ranges of sequence
+//!   numbers; deliveries may complete out of order across partitions. Only
+//!   records neither settled nor below the watermark are replayed.
+//! * **Recovery** ([`DiskSpool::open`]) keeps the valid prefix of each
+//!   segment, truncates a torn tail, and moves unreadable bytes after a
+//!   corruption into a `.quarantine` file with an error naming the file and
+//!   offset ([`RecoveryReport`]). It never panics and never fails because
+//!   of what it reads.
+//! * **Bounds.** [`SpoolConfig::max_bytes`] bounds the files under the
+//!   producer's overflow policy (Block, Reject, DropOldest, DropNewest), as
+//!   the memory queue's bounds do.
+//! * **Close.** `close` writes and fsyncs everything appended (whatever the
+//!   policy); undelivered Durable records stay in the spool for the next
+//!   start and are not handed back.
+//!
+//! Only one spool may use a directory at a time (an `flock` on its `lock`
+//! file, released by the kernel if the process dies).
+
+#![forbid(unsafe_code)]
+
+pub mod codec;
+mod config;
+mod error;
+pub mod format;
+mod fs;
+mod recovery;
+mod spool;
+mod writer;
+
+pub use config::{
+    DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES, FsyncPolicy, MIN_SEGMENT_BYTES, SpoolConfig,
+    SpoolConfigBuilder,
+};
+pub use error::SpoolError;
+pub use recovery::{Damage, RecoveryReport};
+pub use spool::{DiskSpool, SpoolStats};
