@@ -11,7 +11,7 @@
 //! | `max_in_flight` | 10 000 | records handed to the transport and not yet acknowledged |
 //! | `connect_timeout` | 10 s | a connect attempt with no outcome by then counts as failed |
 //! | `ack_timeout` | 30 s | records in flight and no acknowledgement at all for this long: the link is hung, reconnect |
-//! | `backoff` | 100 ms × 2, cap 5 s, jitter 0.5 | delays between reconnects and between retries of a failed record |
+//! | `backoff` | 100 ms × 2, cap 2 s, jitter 0.5 | delays between reconnects and between retries of a failed record |
 //! | `health` | see [`HealthConfig`] | thresholds of the health verdict |
 //! | `service_name` | `unknown-service` | the `producer` field of event envelopes |
 //! | `seed` | random | seed of the backoff jitter (fix it for deterministic tests) |
@@ -60,7 +60,7 @@ impl Default for BackoffConfig {
         Self {
             initial: Duration::from_millis(100),
             multiplier: 2.0,
-            max: Duration::from_secs(5),
+            max: Duration::from_secs(2),
             jitter: 0.5,
         }
     }

@@ -451,6 +451,9 @@ impl Sim {
                         self.disconnected_at = None;
                         self.connect_pending = true;
                         self.lanes.iter_mut().for_each(VecDeque::clear);
+                        // A new session: earlier failures (possibly stale ones
+                        // the machine ignored) waited out the reconnect backoff.
+                        self.retriable_failed_at.clear();
                         None
                     }
                     Command::Send { id, record } => {
@@ -686,4 +689,32 @@ fn long_outage_then_recovery_delivers_everything_in_order() {
     assert_eq!(sim.delivered.len(), 10_000);
     // The broker log is exactly the send order per key, without duplicates.
     assert_eq!(sim.log.len(), 10_000);
+}
+
+/// Found by a longer run: a retriable failure reported for a record the
+/// machine had already taken back (the link was declared hung) is stale;
+/// the resend after the reconnect must not count as an unwaited retry.
+#[test]
+fn stale_retriable_failure_after_a_hang_is_ignored() {
+    let params = Params {
+        max_records: 2,
+        max_bytes: 100,
+        max_in_flight: 2,
+        overflow: OverflowPolicy::Reject,
+        seed: 1_196_351_966_614_315_880,
+    };
+    let ops = vec![
+        Op::Enqueue { key: 0, size: 0 },
+        Op::Advance { ms: 35_041 },
+        Op::Advance { ms: 16_453 },
+        Op::Enqueue { key: 2, size: 0 },
+        Op::ConnectOk,
+        Op::Advance { ms: 41 },
+        Op::Ack { partition: 2, n: 1 },
+        Op::Advance { ms: 10_117 },
+        Op::Retriable { partition: 0 },
+        Op::Enqueue { key: 0, size: 0 },
+        Op::Enqueue { key: 0, size: 0 },
+    ];
+    run(params, ops).unwrap();
 }

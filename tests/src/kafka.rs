@@ -82,7 +82,11 @@ impl Kafka {
     }
 
     /// Starts the broker behind an already running proxy.
-    pub async fn start_behind(proxy: Proxy, ports: Ports, options: BrokerOptions) -> Result<Self, Error> {
+    pub async fn start_behind(
+        proxy: Proxy,
+        ports: Ports,
+        options: BrokerOptions,
+    ) -> Result<Self, Error> {
         prereq::require_kafka();
         let (repo, tag) = image_name();
         let mut request = GenericImage::new(repo, tag)
@@ -164,11 +168,17 @@ pub fn wait_ready(bootstrap: &str, timeout: Duration) -> Result<(), Error> {
         .create()?;
     let start = Instant::now();
     loop {
-        match producer.client().fetch_metadata(None, Duration::from_secs(2)) {
+        match producer
+            .client()
+            .fetch_metadata(None, Duration::from_secs(2))
+        {
             Ok(md) if !md.brokers().is_empty() => return Ok(()),
             result => {
                 if start.elapsed() > timeout {
-                    return Err(format!("broker at {bootstrap} not ready after {timeout:?}: {result:?}").into());
+                    return Err(format!(
+                        "broker at {bootstrap} not ready after {timeout:?}: {result:?}"
+                    )
+                    .into());
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }

@@ -18,7 +18,8 @@ fn in_ci() -> bool {
 }
 
 /// True when the developer asked to skip and this is not CI; says so on
-/// standard error.
+/// standard error (the test runner shows it; a skip is never silent).
+#[allow(clippy::print_stderr)]
 pub fn skip() -> bool {
     let asked = std::env::var(SKIP_VAR).is_ok_and(|v| v == "1");
     if asked && in_ci() {
@@ -56,13 +57,16 @@ fn check() -> Result<(), String> {
         }
         Ok(_) => {}
     }
-    let image = std::env::var("KAFKA_IMAGE").unwrap_or_else(|_| crate::kafka::DEFAULT_IMAGE.to_owned());
+    let image =
+        std::env::var("KAFKA_IMAGE").unwrap_or_else(|_| crate::kafka::DEFAULT_IMAGE.to_owned());
     let inspect = Command::new("docker")
         .args(["image", "inspect", "--format", "{{.Id}}", &image])
         .output()
         .map_err(|e| format!("docker image inspect failed to run ({e})"))?;
     if !inspect.status.success() {
-        return Err(format!("the Kafka image {image} is not built (KAFKA_IMAGE overrides the name)"));
+        return Err(format!(
+            "the Kafka image {image} is not built (KAFKA_IMAGE overrides the name)"
+        ));
     }
     Ok(())
 }

@@ -32,7 +32,12 @@ pub struct Consumed {
 /// Reads every partition of `topic` from the beginning until `want` records
 /// with an event id were read, or nothing new arrived for `quiet` after that
 /// many, or `timeout` passed.
-pub fn consume(bootstrap: &str, topic: &str, want: usize, timeout: Duration) -> Result<Vec<Consumed>, Error> {
+pub fn consume(
+    bootstrap: &str,
+    topic: &str,
+    want: usize,
+    timeout: Duration,
+) -> Result<Vec<Consumed>, Error> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("verify-{}", uuid::Uuid::new_v4()))
@@ -138,7 +143,11 @@ pub fn check(sent: &[Sent], consumed: &[Consumed]) -> Report {
                 duplicates += 1;
                 continue;
             }
-            let key = c.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+            let key = c
+                .key
+                .as_deref()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_default();
             first_order.entry(key).or_default().push(id.clone());
         }
     }
@@ -156,7 +165,12 @@ pub fn check(sent: &[Sent], consumed: &[Consumed]) -> Report {
         let sent_ids: HashSet<&str> = want.iter().copied().collect();
         let got: Vec<&str> = first_order
             .get(*key)
-            .map(|v| v.iter().map(String::as_str).filter(|id| sent_ids.contains(id)).collect())
+            .map(|v| {
+                v.iter()
+                    .map(String::as_str)
+                    .filter(|id| sent_ids.contains(id))
+                    .collect()
+            })
             .unwrap_or_default();
         if let Some((_, g)) = want.iter().zip(&got).find(|(w, g)| w != g) {
             reordered.push(((*key).to_owned(), (*g).to_owned()));
@@ -195,7 +209,13 @@ mod tests {
     #[test]
     fn finds_missing_duplicates_and_reordering() {
         let sent = [s("a", "1"), s("a", "2"), s("b", "3"), s("a", "4")];
-        let ok = [c(0, 0, "a", "1"), c(0, 1, "a", "2"), c(1, 0, "b", "3"), c(0, 2, "a", "1"), c(0, 3, "a", "4")];
+        let ok = [
+            c(0, 0, "a", "1"),
+            c(0, 1, "a", "2"),
+            c(1, 0, "b", "3"),
+            c(0, 2, "a", "1"),
+            c(0, 3, "a", "4"),
+        ];
         let r = check(&sent, &ok);
         assert!(r.is_clean(), "{r:?}");
         assert_eq!(r.duplicates, 1);

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use robust_producer::{
-    BackoffConfig, Config, DeadLetter, DeliveryError, DeliveryHandle, EventEnvelope, OverflowPolicy,
-    Producer, State, TokioRuntime,
+    BackoffConfig, Config, DeadLetter, DeliveryError, DeliveryHandle, EventEnvelope,
+    OverflowPolicy, Producer, State, TokioRuntime,
 };
 use robust_producer_rdkafka::{RdkafkaConfig, RdkafkaTransport};
 use robust_producer_tests::kafka::{BrokerOptions, Kafka, Ports};
@@ -124,9 +124,15 @@ impl Service {
             }
             (ok, failed)
         };
-        tokio::time::timeout(timeout, all).await.unwrap_or_else(|_| {
-            panic!("{}: not settled within {timeout:?}: {:?}", self.name, self.producer.stats())
-        })
+        tokio::time::timeout(timeout, all)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{}: not settled within {timeout:?}: {:?}",
+                    self.name,
+                    self.producer.stats()
+                )
+            })
     }
 }
 
@@ -137,7 +143,11 @@ async fn first_delivery(producer: &Producer, baseline: u64, timeout: Duration) -
         if producer.stats().delivered > baseline {
             return Instant::now();
         }
-        assert!(start.elapsed() < timeout, "no delivery within {timeout:?}: {:?}", producer.stats());
+        assert!(
+            start.elapsed() < timeout,
+            "no delivery within {timeout:?}: {:?}",
+            producer.stats()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -145,14 +155,22 @@ async fn first_delivery(producer: &Producer, baseline: u64, timeout: Duration) -
 async fn read_back(bootstrap: &str, topic: &str, sent: &[Sent]) -> (Report, usize) {
     let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
     let want = sent.len();
-    let consumed = tokio::task::spawn_blocking(move || verify::consume(&bootstrap, &topic, want, Duration::from_secs(90)))
-        .await
-        .unwrap()
-        .unwrap();
+    let consumed = tokio::task::spawn_blocking(move || {
+        verify::consume(&bootstrap, &topic, want, Duration::from_secs(90))
+    })
+    .await
+    .unwrap()
+    .unwrap();
     (verify::check(sent, &consumed), consumed.len())
 }
 
-fn summary(name: &str, accepted: usize, delivered: usize, report: &Report, recovery: Option<Duration>) {
+fn summary(
+    name: &str,
+    accepted: usize,
+    delivered: usize,
+    report: &Report,
+    recovery: Option<Duration>,
+) {
     eprintln!(
         "SCENARIO {name}: accepted {accepted}, delivered {delivered}, present {}, duplicates {}, lost {}, reordered {}, recovery {}",
         report.present,
@@ -181,17 +199,28 @@ fn kafka_not_running_when_the_services_start() {
         let stats = svc.producer.stats();
         assert_eq!((stats.accepted, stats.delivered), (10_000, 0));
         assert!(!svc.producer.state().is_connected());
-        assert!(accepted_in < Duration::from_secs(5), "accepting 10,000 took {accepted_in:?}");
+        assert!(
+            accepted_in < Duration::from_secs(5),
+            "accepting 10,000 took {accepted_in:?}"
+        );
 
         tokio::time::sleep(Duration::from_secs(15).saturating_sub(t0.elapsed())).await;
-        let kafka = Kafka::start_behind(proxy, ports, BrokerOptions::default()).await.unwrap();
+        let kafka = Kafka::start_behind(proxy, ports, BrokerOptions::default())
+            .await
+            .unwrap();
         let available = Instant::now();
         let first = first_delivery(&svc.producer, 0, Duration::from_secs(60)).await;
         let (delivered, failed) = svc.settle(Duration::from_secs(120)).await;
         assert!(failed.is_empty(), "{failed:?}");
         assert_eq!(delivered, 10_000);
         let (report, _) = read_back(&kafka.bootstrap(), &topic, &svc.sent).await;
-        summary("1 down at start", 10_000, delivered, &report, Some(first - available));
+        summary(
+            "1 down at start",
+            10_000,
+            delivered,
+            &report,
+            Some(first - available),
+        );
         assert!(report.is_clean(), "{report:?}");
         assert!(svc.producer.close(Duration::from_secs(5)).await.is_empty());
     });
@@ -216,7 +245,13 @@ fn broker_crash_in_the_middle_of_a_stream() {
         let (delivered, failed) = svc.settle(Duration::from_secs(120)).await;
         assert!(failed.is_empty(), "{failed:?}");
         let (report, _) = read_back(&kafka.bootstrap(), &topic, &svc.sent).await;
-        summary("2 broker crash", svc.sent.len(), delivered, &report, Some(first - available));
+        summary(
+            "2 broker crash",
+            svc.sent.len(),
+            delivered,
+            &report,
+            Some(first - available),
+        );
         assert!(svc.producer.stats().link_losses >= 1);
         assert!(report.is_clean(), "{report:?}");
     });
@@ -242,7 +277,10 @@ fn hung_broker_behind_a_blackhole_partition() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let noticed = noticed.expect("the hang was never noticed");
-        assert!(noticed <= Duration::from_secs(15), "noticed after {noticed:?}");
+        assert!(
+            noticed <= Duration::from_secs(15),
+            "noticed after {noticed:?}"
+        );
         let before = svc.producer.stats().delivered;
         kafka.set_network(Mode::Pass);
         let available = Instant::now();
@@ -251,7 +289,13 @@ fn hung_broker_behind_a_blackhole_partition() {
         assert!(failed.is_empty(), "{failed:?}");
         let (report, _) = read_back(&kafka.bootstrap(), &topic, &svc.sent).await;
         eprintln!("hang noticed after {} ms", noticed.as_millis());
-        summary("3 blackhole 30 s", svc.sent.len(), delivered, &report, Some(first - available));
+        summary(
+            "3 blackhole 30 s",
+            svc.sent.len(),
+            delivered,
+            &report,
+            Some(first - available),
+        );
         assert!(report.is_clean(), "{report:?}");
     });
 }
@@ -272,12 +316,20 @@ fn connection_resets_lose_nothing() {
             let before = svc.producer.stats().delivered;
             kafka.set_network(Mode::Pass);
             let healed = Instant::now();
-            recoveries.push(first_delivery(&svc.producer, before, Duration::from_secs(60)).await - healed);
+            recoveries.push(
+                first_delivery(&svc.producer, before, Duration::from_secs(60)).await - healed,
+            );
         }
         let (delivered, failed) = svc.settle(Duration::from_secs(120)).await;
         assert!(failed.is_empty(), "{failed:?}");
         let (report, _) = read_back(&kafka.bootstrap(), &topic, &svc.sent).await;
-        summary("4 resets x5", svc.sent.len(), delivered, &report, recoveries.iter().max().copied());
+        summary(
+            "4 resets x5",
+            svc.sent.len(),
+            delivered,
+            &report,
+            recoveries.iter().max().copied(),
+        );
         assert!(report.is_clean(), "{report:?}");
     });
 }
@@ -287,7 +339,12 @@ fn flapping_while_four_services_publish() {
     scenario(|| async {
         let kafka = Kafka::start(BrokerOptions::default()).await.unwrap();
         let topic = topic("flapping");
-        let names = ["patient-service", "therapist-service", "matching-service", "communication-service"];
+        let names = [
+            "patient-service",
+            "therapist-service",
+            "matching-service",
+            "communication-service",
+        ];
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut tasks = Vec::new();
         for name in names {
@@ -319,7 +376,13 @@ fn flapping_while_four_services_publish() {
             delivered += d;
         }
         let (report, _) = read_back(&kafka.bootstrap(), &topic, &all_sent).await;
-        summary("5 flapping 10x(3 s down/3 s up), 4 services", all_sent.len(), delivered, &report, None);
+        summary(
+            "5 flapping 10x(3 s down/3 s up), 4 services",
+            all_sent.len(),
+            delivered,
+            &report,
+            None,
+        );
         assert!(report.is_clean(), "{report:?}");
     });
 }
@@ -347,7 +410,13 @@ fn outage_longer_than_librdkafka_message_timeout() {
         let (delivered, failed) = svc.settle(Duration::from_secs(120)).await;
         assert!(failed.is_empty(), "{failed:?}");
         let (report, _) = read_back(&kafka.bootstrap(), &topic, &svc.sent).await;
-        summary("6 outage 15 s > message.timeout.ms 5 s", svc.sent.len(), delivered, &report, Some(first - available));
+        summary(
+            "6 outage 15 s > message.timeout.ms 5 s",
+            svc.sent.len(),
+            delivered,
+            &report,
+            Some(first - available),
+        );
         assert!(report.is_clean(), "{report:?}");
     });
 }
@@ -365,13 +434,23 @@ fn poison_record_is_dead_lettered_and_the_rest_delivered_in_order() {
             .max_record_bytes(4 << 20)
             .build()
             .unwrap();
-        let mut svc = Service::start("matching-service", &kafka.bootstrap(), &[], config);
+        // The client must know the broker's limit: librdkafka otherwise builds
+        // batches up to its own 1 MB default, and the broker refuses a whole
+        // batch, innocent records included.
+        let mut svc = Service::start(
+            "matching-service",
+            &kafka.bootstrap(),
+            &[("message.max.bytes", "100000")],
+            config,
+        );
         svc.send_many(&topic, 500, 5).await;
         svc.send(&topic, 500, 5, 300_000).await; // larger than the broker's message.max.bytes
         let poison = svc.sent.pop().unwrap();
         let poison_handle = svc.handles.pop().unwrap();
         svc.send_many(&topic, 500, 5).await;
-        let outcome = tokio::time::timeout(Duration::from_secs(60), poison_handle).await.unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(60), poison_handle)
+            .await
+            .unwrap();
         let Err(DeliveryError::DeadLettered { reason }) = outcome else {
             panic!("poison record: {outcome:?}");
         };
@@ -408,7 +487,11 @@ fn graceful_shutdown_during_an_outage_hands_back_the_rest() {
         let (_, outcomes) = svc.settle(Duration::from_secs(10)).await;
         assert_eq!(svc.producer.state(), State::Closed);
         let stats = svc.producer.stats();
-        assert_eq!(stats.accepted, stats.delivered + stats.returned, "{stats:?}");
+        assert_eq!(
+            stats.accepted,
+            stats.delivered + stats.returned,
+            "{stats:?}"
+        );
         assert_eq!(returned.len() as u64, stats.returned);
         assert_eq!(outcomes.len(), returned.len());
         assert!(outcomes.iter().all(|e| *e == DeliveryError::Returned));
@@ -417,13 +500,27 @@ fn graceful_shutdown_during_an_outage_hands_back_the_rest() {
             .iter()
             .map(|r| String::from_utf8(r.header("event_id").unwrap().to_vec()).unwrap())
             .collect();
-        let tail: Vec<String> = svc.sent[svc.sent.len() - returned.len()..].iter().map(|s| s.event_id.clone()).collect();
+        let tail: Vec<String> = svc.sent[svc.sent.len() - returned.len()..]
+            .iter()
+            .map(|s| s.event_id.clone())
+            .collect();
         assert_eq!(returned_ids, tail);
         kafka.set_network(Mode::Pass);
         let delivered: Vec<Sent> = svc.sent[..svc.sent.len() - returned.len()].to_vec();
         let (report, _) = read_back(&kafka.bootstrap(), &topic, &delivered).await;
-        summary("8 close(3 s) during an outage", svc.sent.len(), delivered.len(), &report, None);
-        eprintln!("close returned {} records in {} ms ({} sent before the outage)", returned.len(), took.as_millis(), sent_before);
+        summary(
+            "8 close(3 s) during an outage",
+            svc.sent.len(),
+            delivered.len(),
+            &report,
+            None,
+        );
+        eprintln!(
+            "close returned {} records in {} ms ({} sent before the outage)",
+            returned.len(),
+            took.as_millis(),
+            sent_before
+        );
         assert!(report.is_clean(), "{report:?}");
     });
 }

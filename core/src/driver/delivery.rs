@@ -234,7 +234,9 @@ pub(crate) struct Completions(Vec<(Arc<Slot>, Outcome)>);
 
 impl Completions {
     pub(crate) fn push(&mut self, slot: Option<Arc<Slot>>, outcome: Outcome) {
-        if let Some(slot) = slot {
+        if let Some(slot) = slot
+            && Arc::strong_count(&slot) > 1
+        {
             self.0.push((slot, outcome));
         }
     }

@@ -26,7 +26,7 @@ use super::shared::{Inner, Shared, wake_all};
 /// Events and commands handled per lock, so senders are not starved.
 const BATCH: usize = 1024;
 /// Busy rounds before the task yields to its executor.
-const ROUNDS_BEFORE_YIELD: usize = 32;
+const ROUNDS_BEFORE_YIELD: usize = 4;
 
 /// The background half of a producer. Created by
 /// [`ProducerBuilder::build`](crate::ProducerBuilder::build).
@@ -34,6 +34,7 @@ pub(crate) struct Driver<T> {
     shared: Arc<Shared>,
     transport: T,
     sleep: Option<(Instant, BoxFuture)>,
+    completions: Completions,
     /// Records settled in a round, for the spool.
     settled: Vec<RecordId>,
     /// Sending is paused until the spool writes down settled records.
@@ -52,6 +53,7 @@ impl<T: Transport> Driver<T> {
             shared,
             transport,
             sleep: None,
+            completions: Completions::default(),
             settled: Vec::new(),
             spool_paused: false,
         }
@@ -102,7 +104,7 @@ impl<T: Transport> Driver<T> {
 
     fn round(&mut self, cx: &mut Context<'_>) -> Round {
         let now = self.shared.runtime.now();
-        let mut completions = Completions::default();
+        let mut completions = std::mem::take(&mut self.completions);
         let mut dead = Vec::new();
         let mut wake = Vec::new();
         let (mut busy, closed, next_timeout) = {
@@ -154,6 +156,7 @@ impl<T: Transport> Driver<T> {
             (busy, closed, g.machine.poll_timeout())
         };
         completions.run();
+        self.completions = completions;
         for letter in dead {
             (self.shared.dead_letters)(letter);
         }

@@ -1,0 +1,559 @@
+//! Throughput of the robust producer against raw rdkafka, in one run, on the
+//! same librdkafka mock cluster with the same settings: 100-byte payloads,
+//! a key and a 36-byte `event_id` header per record, `acks=all`,
+//! idempotence on, `linger.ms=5`. Counted: records the broker acknowledged.
+//!
+//! ```text
+//! cargo bench -p robust-producer-rdkafka --bench throughput
+//! cargo bench -p robust-producer-rdkafka --bench throughput -- --records 1000000 --backlog 1000000 --rounds 3
+//! ```
+//!
+//! Variants, interleaved over `--rounds` rounds (medians reported):
+//! * `raw`: rdkafka `BaseProducer`, `send` in a loop, `poll` inline (every
+//!   1024 sends, and when the queue is full), acks counted in the delivery
+//!   callback.
+//! * `ours`: `Producer::send(...).await` per record over the rdkafka
+//!   transport on a current-thread tokio runtime (the application and the
+//!   driver share one thread; the sender yields every 256 records), then
+//!   `flush`.
+//! * `ours-mt`: the same from a task on a multi-thread runtime (2 workers).
+//! * `future`: rdkafka `FutureProducer`, `send_result` pipelined, a window of
+//!   delivery futures awaited in order.
+//!
+//! Each is reported as msgs/s (wall clock) and as CPU time of the whole
+//! process (all threads, the mock broker's included) per acknowledged
+//! record, which other load on the machine disturbs less.
+//!
+//! Then the backlog, once per runtime: `--backlog` records accepted while
+//! every broker is down, then the broker comes up. Reported: the accept
+//! rate, broker-up to first acknowledgement (the core's reconnect backoff and
+//! the transport's probe), the drain rate from the first to the last
+//! acknowledgement as a ratio of raw BaseProducer's steady rate, and the
+//! longest wait of a 1 ms timer task on the same executor meanwhile.
+//!
+//! Options: `--records N`, `--backlog N`, `--rounds N`, `--partitions N`,
+//! `--max-in-flight N` (the core's), `--variants raw,ours,ours-mt,future`.
+
+#![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, FutureProducer, FutureRecord, Producer as _,
+    ProducerContext,
+};
+use robust_producer::{Config, Producer, Record, State, TokioRuntime};
+use robust_producer_rdkafka::{RdkafkaConfig, RdkafkaTransport};
+
+const PAYLOAD: usize = 100;
+const KEYS: usize = 1024;
+
+#[derive(Clone)]
+struct Args {
+    records: u64,
+    backlog: u64,
+    rounds: usize,
+    partitions: i32,
+    max_in_flight: usize,
+    variants: String,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        records: 1_000_000,
+        backlog: 1_000_000,
+        rounds: 3,
+        partitions: 8,
+        max_in_flight: Config::builder().build().unwrap().max_in_flight(),
+        variants: "raw,ours,ours-mt,future".to_owned(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().and_then(|v| v.parse::<u64>().ok());
+        match flag.as_str() {
+            "--records" => a.records = value().expect("--records N"),
+            "--backlog" => a.backlog = value().expect("--backlog N"),
+            "--rounds" => a.rounds = value().expect("--rounds N") as usize,
+            "--partitions" => a.partitions = value().expect("--partitions N") as i32,
+            "--max-in-flight" => a.max_in_flight = value().expect("--max-in-flight N") as usize,
+            "--variants" => a.variants = it.next().expect("--variants raw,ours,future"),
+            _ => {} // `cargo bench` passes --bench
+        }
+    }
+    a
+}
+
+/// The Kafka settings every variant shares.
+fn kafka_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "0");
+    c
+}
+
+#[derive(Clone)]
+struct Data {
+    payload: Vec<u8>,
+    keys: Vec<String>,
+}
+
+impl Data {
+    fn new() -> Self {
+        Self {
+            payload: vec![b'p'; PAYLOAD],
+            keys: (0..KEYS).map(|k| format!("key-{k:04}")).collect(),
+        }
+    }
+    fn key(&self, i: u64) -> &str {
+        &self.keys[i as usize % KEYS]
+    }
+}
+
+fn event_id(i: u64) -> String {
+    format!("00000000-0000-4000-8000-{i:012x}")
+}
+
+#[derive(Default)]
+struct Counting {
+    acked: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl ClientContext for Counting {}
+
+impl ProducerContext for Counting {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
+        match r {
+            Ok(_) => self.acked.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+struct Run {
+    acked: u64,
+    elapsed: Duration,
+    /// CPU time of the whole process (every thread, the mock broker's
+    /// included) during the run.
+    cpu: Duration,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.acked as f64 / self.elapsed.as_secs_f64()
+    }
+    /// CPU microseconds per acknowledged record.
+    fn cpu_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.acked.max(1) as f64
+    }
+}
+
+/// CPU time (user + system) of this process so far, from `/proc/self/stat`
+/// (Linux; zero elsewhere). Resolution: one clock tick (10 ms).
+fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which is in parentheses).
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+fn raw_base_producer(bootstrap: &str, topic: &str, n: u64, data: &Data) -> Run {
+    let producer: BaseProducer<Counting> = kafka_config(bootstrap)
+        .create_with_context(Counting::default())
+        .unwrap();
+    producer
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let t0 = Instant::now();
+    let c0 = process_cpu();
+    for i in 0..n {
+        let id = event_id(i);
+        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+            key: "event_id",
+            value: Some(id.as_bytes()),
+        });
+        let mut record = BaseRecord::to(topic)
+            .key(data.key(i))
+            .payload(data.payload.as_slice())
+            .headers(headers);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(1));
+                }
+                Err((e, _)) => panic!("{e}"),
+            }
+        }
+        if i % 1024 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    let ctx = producer.context().clone();
+    while ctx.acked.load(Ordering::Relaxed) + ctx.failed.load(Ordering::Relaxed) < n {
+        producer.poll(Duration::from_millis(1));
+    }
+    let elapsed = t0.elapsed();
+    assert_eq!(ctx.failed.load(Ordering::Relaxed), 0);
+    Run {
+        acked: ctx.acked.load(Ordering::Relaxed),
+        elapsed,
+        cpu: process_cpu().saturating_sub(c0),
+    }
+}
+
+async fn future_producer(bootstrap: &str, topic: &str, n: u64, data: &Data) -> Run {
+    let producer: FutureProducer = kafka_config(bootstrap).create().unwrap();
+    producer
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut window = VecDeque::new();
+    let mut acked = 0;
+    let mut settle = |r: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, _>| {
+        if matches!(r, Ok(Ok(_))) {
+            acked += 1;
+        }
+    };
+    let t0 = Instant::now();
+    let c0 = process_cpu();
+    for i in 0..n {
+        let id = event_id(i);
+        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+            key: "event_id",
+            value: Some(id.as_bytes()),
+        });
+        let mut record = FutureRecord::to(topic)
+            .key(data.key(i))
+            .payload(data.payload.as_slice())
+            .headers(headers);
+        loop {
+            match producer.send_result(record) {
+                Ok(f) => {
+                    window.push_back(f);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    let oldest = window.pop_front().expect("queue full with nothing pending");
+                    settle(oldest.await);
+                }
+                Err((e, _)) => panic!("{e}"),
+            }
+        }
+    }
+    while let Some(f) = window.pop_front() {
+        settle(f.await);
+    }
+    Run {
+        acked,
+        elapsed: t0.elapsed(),
+        cpu: process_cpu().saturating_sub(c0),
+    }
+}
+
+fn robust_config(args: &Args, queued: u64) -> Config {
+    Config::builder()
+        .max_queued_records(queued as usize + 1)
+        .max_queued_bytes(4 << 30)
+        .max_in_flight(args.max_in_flight)
+        .seed(1)
+        .build()
+        .unwrap()
+}
+
+fn robust_record(topic: &str, i: u64, data: &Data) -> Record {
+    Record::new(topic, data.payload.clone())
+        .with_key(data.key(i))
+        .with_header("event_id", event_id(i))
+}
+
+async fn wait_state(p: &Producer, want: State) {
+    while p.state() != want {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Sends between two yields to the executor, as an application with other
+/// work does (on a current-thread runtime the driver runs only then).
+const YIELD_EVERY: u64 = 256;
+
+async fn robust_producer(args: &Args, bootstrap: &str, topic: &str, n: u64, data: &Data) -> Run {
+    let transport = RdkafkaTransport::new(RdkafkaConfig::new(bootstrap)).unwrap();
+    let producer = Producer::builder(robust_config(args, n)).start(transport, TokioRuntime::new());
+    wait_state(&producer, State::Connected).await;
+    let t0 = Instant::now();
+    let c0 = process_cpu();
+    for i in 0..n {
+        drop(producer.send(robust_record(topic, i, data)).await.unwrap());
+        if i % YIELD_EVERY == YIELD_EVERY - 1 {
+            tokio::task::yield_now().await;
+        }
+    }
+    producer.flush(Duration::from_secs(600)).await.unwrap();
+    let elapsed = t0.elapsed();
+    let stats = producer.stats();
+    assert_eq!(stats.delivered, n, "{stats:?}");
+    producer.close(Duration::from_secs(5)).await;
+    Run {
+        acked: stats.delivered,
+        elapsed,
+        cpu: process_cpu().saturating_sub(c0),
+    }
+}
+
+struct Backlog {
+    accept_rate: f64,
+    /// Longest wait of a 1 ms timer task on the same executor during the drain.
+    worst_stall: Duration,
+    first_delivery: Duration,
+    drain: Run,
+    total: Duration,
+}
+
+async fn robust_backlog(
+    args: &Args,
+    cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    topic: &str,
+    data: &Data,
+) -> Backlog {
+    let n = args.backlog;
+    cluster.broker_down(-1).unwrap();
+    let transport = RdkafkaTransport::new(RdkafkaConfig::new(cluster.bootstrap_servers())).unwrap();
+    let metrics = transport.metrics();
+    let producer = Producer::builder(robust_config(args, n)).start(transport, TokioRuntime::new());
+    let t0 = Instant::now();
+    for i in 0..n {
+        drop(producer.send(robust_record(topic, i, data)).await.unwrap());
+    }
+    let accept_rate = n as f64 / t0.elapsed().as_secs_f64();
+    assert_eq!(producer.stats().delivered, 0);
+    // How long another task on the same executor waits for its turn while
+    // the driver drains.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stall = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut worst = Duration::ZERO;
+            let mut last = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                worst = worst.max(last.elapsed());
+                last = Instant::now();
+            }
+            worst
+        }
+    });
+    let up = Instant::now();
+    cluster.broker_up(-1).unwrap();
+    // Watched from a plain thread on the transport's own counter of
+    // successful delivery reports, so that a busy executor cannot delay the
+    // observations.
+    let watcher = std::thread::spawn(move || {
+        let mut first = None;
+        loop {
+            let delivered = metrics.snapshot().delivered;
+            if delivered > 0 && first.is_none() {
+                first = Some((Instant::now(), delivered, process_cpu()));
+            }
+            if delivered >= n {
+                return (first.unwrap(), Instant::now(), process_cpu());
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    });
+    producer.flush(Duration::from_secs(600)).await.unwrap();
+    let ((first_at, first_count, first_cpu), end, end_cpu) = watcher.join().unwrap();
+    assert_eq!(producer.stats().delivered, n);
+    stop.store(true, Ordering::Relaxed);
+    let worst_stall = stall.await.unwrap();
+    let drain_cpu = end_cpu.saturating_sub(first_cpu);
+    producer.close(Duration::from_secs(5)).await;
+    Backlog {
+        accept_rate,
+        worst_stall,
+        first_delivery: first_at - up,
+        drain: Run {
+            acked: n - first_count,
+            elapsed: end - first_at,
+            cpu: drain_cpu,
+        },
+        total: end - up,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The runs of one variant.
+#[derive(Default)]
+struct Series {
+    rates: Vec<f64>,
+    cpu_us: Vec<f64>,
+}
+
+impl Series {
+    fn push(&mut self, run: &Run) {
+        if run.acked > 0 {
+            self.rates.push(run.rate());
+            self.cpu_us.push(run.cpu_us());
+        }
+    }
+    fn rate(&self) -> f64 {
+        median(self.rates.clone())
+    }
+    fn cpu(&self) -> f64 {
+        median(self.cpu_us.clone())
+    }
+}
+
+fn main() {
+    let args = args();
+    let cluster = MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let data = Data::new();
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "mock cluster 1 broker, {} partitions; {} records of {PAYLOAD} B per run, {} rounds; \
+         acks=all, idempotence, linger.ms=5; core max_in_flight {}",
+        args.partitions, args.records, args.rounds, args.max_in_flight
+    );
+    let wanted = |v: &str| args.variants.split(',').any(|w| w == v);
+    let names = [
+        ("raw", "raw rdkafka BaseProducer"),
+        ("ours", "robust producer, current-thread tokio"),
+        ("ours-mt", "robust producer, multi-thread tokio (2 workers)"),
+        ("future", "rdkafka FutureProducer, pipelined"),
+    ];
+    let mut series: Vec<Series> = names.iter().map(|_| Series::default()).collect();
+    for round in 0..args.rounds {
+        let topic = |v: &str| {
+            let t = format!("bench-{v}-{round}");
+            cluster.create_topic(&t, args.partitions, 1).unwrap();
+            t
+        };
+        let mut line = format!("round {round}:");
+        for (i, (key, _)) in names.iter().enumerate() {
+            if !wanted(key) {
+                continue;
+            }
+            let run = match *key {
+                "raw" => raw_base_producer(&bootstrap, &topic(key), args.records, &data),
+                "ours" => current.block_on(robust_producer(
+                    &args,
+                    &bootstrap,
+                    &topic(key),
+                    args.records,
+                    &data,
+                )),
+                "ours-mt" => {
+                    let (a, b, t, d) = (args.clone(), bootstrap.clone(), topic(key), data.clone());
+                    rt.block_on(async move {
+                        tokio::spawn(
+                            async move { robust_producer(&a, &b, &t, a.records, &d).await },
+                        )
+                        .await
+                        .unwrap()
+                    })
+                }
+                _ => rt.block_on(future_producer(
+                    &bootstrap,
+                    &topic(key),
+                    args.records,
+                    &data,
+                )),
+            };
+            line.push_str(&format!(
+                "  {key} {:.0}/s {:.2}us",
+                run.rate(),
+                run.cpu_us()
+            ));
+            series[i].push(&run);
+        }
+        println!("{line}");
+    }
+    let raw_rate = series[0].rate();
+    let raw_cpu = series[0].cpu();
+    println!();
+    println!(
+        "| variant | msgs/s (median) | ratio to raw BaseProducer | CPU us per record (median, whole process) | raw CPU / this CPU |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for ((key, name), s) in names.iter().zip(&series) {
+        if !wanted(key) || s.rates.is_empty() {
+            continue;
+        }
+        println!(
+            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            s.rate(),
+            s.rate() / raw_rate,
+            s.cpu(),
+            raw_cpu / s.cpu()
+        );
+    }
+    if args.backlog > 0 {
+        for (name, runtime) in [("multi-thread", &rt), ("current-thread", &current)] {
+            let topic = format!("bench-backlog-{name}");
+            cluster.create_topic(&topic, args.partitions, 1).unwrap();
+            let b = runtime.block_on(robust_backlog(&args, &cluster, &topic, &data));
+            println!();
+            println!(
+                "backlog of {} records accepted while the broker was down ({name} tokio):",
+                args.backlog
+            );
+            println!("  accepted at               {:>10.0}/s", b.accept_rate);
+            println!("  broker up -> first ack    {:>10.0?}", b.first_delivery);
+            println!(
+                "  drain (first to last ack) {:>10.0}/s = {:.2} of raw BaseProducer steady; {:.2} us CPU per record",
+                b.drain.rate(),
+                b.drain.rate() / raw_rate,
+                b.drain.cpu_us()
+            );
+            println!(
+                "  broker up -> all acked    {:>10.0?} = {:.0}/s = {:.2} of raw",
+                b.total,
+                args.backlog as f64 / b.total.as_secs_f64(),
+                args.backlog as f64 / b.total.as_secs_f64() / raw_rate
+            );
+            println!(
+                "  longest wait of a 1 ms timer task on the same executor during the drain: {:?}",
+                b.worst_stall
+            );
+        }
+    }
+}

@@ -1,0 +1,607 @@
+//! One librdkafka producer and the threads around it: the [`Client`] the
+//! transport owns, and the [`ClientContext`] whose callbacks librdkafka
+//! calls.
+//!
+//! * A **poll thread** per producer serves librdkafka's event queue:
+//!   delivery reports arrive as [`ProducerContext::delivery`] callbacks,
+//!   one per record but in batches, and become [`TransportEvent`]s; no
+//!   future per record.
+//! * A **probe thread** per session fetches metadata with a timeout, off the
+//!   async executor's threads, and reports `Connected` or `ConnectFailed`.
+//! * A **retire thread** purges and destroys a producer that is no longer
+//!   wanted, so that `connect` never blocks on librdkafka's teardown.
+//!
+//! The context holds the session's generation and phase in one atomic word:
+//! callbacks tag their events with it, and phase changes (probing → up →
+//! down) are compare-and-swaps, so that a lost link is reported once per
+//! session whatever the number of threads noticing it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{BaseProducer, Producer, ProducerContext, PurgeConfig};
+use robust_producer::{Ack, RecordId, TransportError, TransportEvent};
+use tracing::{debug, error, info, trace, warn};
+
+use crate::classify::{Disposition, delivery_failure, describe};
+use crate::config::RdkafkaConfig;
+use crate::error::Error;
+use crate::events::EventQueue;
+use crate::metrics::Counters;
+
+/// How long one `poll` call of the poll thread lasts; also the longest delay
+/// before a retired producer's poll thread notices it must stop.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// While the transport's owner served delivery reports itself this recently
+/// (see [`Client::poll_inline`]), the poll thread stays out of the way.
+const INLINE_ACTIVE: Duration = Duration::from_millis(5);
+
+/// The poll thread's nap while the owner serves delivery reports itself.
+const INLINE_NAP: Duration = Duration::from_millis(1);
+
+/// Milliseconds since the first call, on a monotonic clock.
+fn mono_ms() -> u64 {
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The librdkafka producer type used.
+pub(crate) type RdProducer = BaseProducer<Context>;
+
+const PROBING: u64 = 0;
+const UP: u64 = 1;
+const DOWN: u64 = 2;
+
+fn pack(generation: u64, phase: u64) -> u64 {
+    generation << 2 | phase
+}
+
+fn generation_of(word: u64) -> u64 {
+    word >> 2
+}
+
+fn phase_of(word: u64) -> u64 {
+    word & 3
+}
+
+/// The callbacks' side of a producer: where events go and what the session
+/// looks like.
+pub(crate) struct Context {
+    events: Arc<EventQueue>,
+    counters: Arc<Counters>,
+    /// `generation << 2 | phase` of the session this producer serves.
+    session: AtomicU64,
+    /// Records handed off and not yet reported by a delivery callback.
+    outstanding: AtomicUsize,
+    /// `fatal_error()` was seen set.
+    fatal: AtomicBool,
+    /// The producer must not serve another session: it is fatal, or its
+    /// queue was purged (with idempotence a purge leaves a sequence gap that
+    /// the broker would reject), or a hand-off failed in a way that leaves
+    /// its state unknown.
+    poisoned: AtomicBool,
+    /// A hand-off was refused with `QueueFull`; report `Ready` on the next
+    /// delivery report.
+    backpressured: AtomicBool,
+    /// The producer itself, to read `fatal_error()` and purge from callbacks.
+    /// Weak: the producer owns this context.
+    producer: OnceLock<Weak<RdProducer>>,
+    /// The last error librdkafka reported, for connect-failure reasons.
+    last_error: Mutex<Option<String>>,
+    /// [`mono_ms`] of the owner's last inline poll.
+    inline_polled_at: AtomicU64,
+}
+
+impl Context {
+    fn new(events: Arc<EventQueue>, counters: Arc<Counters>) -> Self {
+        Self {
+            events,
+            counters,
+            session: AtomicU64::new(pack(0, DOWN)),
+            outstanding: AtomicUsize::new(0),
+            fatal: AtomicBool::new(false),
+            poisoned: AtomicBool::new(false),
+            backpressured: AtomicBool::new(false),
+            producer: OnceLock::new(),
+            last_error: Mutex::new(None),
+            inline_polled_at: AtomicU64::new(0),
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        generation_of(self.session.load(Ordering::Acquire))
+    }
+
+    fn push(&self, generation: u64, event: TransportEvent) {
+        self.events.push(generation, event);
+    }
+
+    fn set_last_error(&self, reason: String) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(reason);
+    }
+
+    fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Moves the session from probing to up; false if it is no longer the
+    /// session probed.
+    fn probe_succeeded(&self, generation: u64) -> bool {
+        self.session
+            .compare_exchange(
+                pack(generation, PROBING),
+                pack(generation, UP),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// Reports the current session's link lost, once, if it is up. With
+    /// `purge`, also discards what librdkafka still queues, if anything (the
+    /// core will resend it), which poisons the producer.
+    fn end_session(&self, reason: String, purge: bool) {
+        let mut word = self.session.load(Ordering::Acquire);
+        loop {
+            if phase_of(word) != UP {
+                return;
+            }
+            let down = pack(generation_of(word), DOWN);
+            match self
+                .session
+                .compare_exchange(word, down, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(now) => word = now,
+            }
+        }
+        let outstanding = self.outstanding.load(Ordering::Acquire);
+        warn!(%reason, outstanding, "kafka link lost; the core will reconnect and resend");
+        self.counters.link_lost.fetch_add(1, Ordering::Relaxed);
+        // With nothing outstanding (for example an idle connection closed by
+        // the broker) there is nothing to discard and the producer stays
+        // reusable for the next session.
+        if purge && outstanding > 0 {
+            self.purge_queue();
+        }
+        self.push(generation_of(word), TransportEvent::LinkLost(reason));
+    }
+
+    /// Discards the records librdkafka has not sent yet, without blocking
+    /// (safe from callbacks), and poisons the producer.
+    fn purge_queue(&self) {
+        self.poisoned.store(true, Ordering::Release);
+        if let Some(p) = self.producer.get().and_then(Weak::upgrade) {
+            p.purge(PurgeConfig::default().queue().non_blocking());
+        }
+    }
+
+    /// Puts the session in the down phase, whatever its phase; returns the
+    /// word before.
+    fn set_down(&self) -> u64 {
+        let mut word = self.session.load(Ordering::Acquire);
+        loop {
+            let down = pack(generation_of(word), DOWN);
+            match self
+                .session
+                .compare_exchange(word, down, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return word,
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// Whether the producer is fatally failed, reading `fatal_error()`; the
+    /// first time it is, reports [`TransportEvent::Fatal`].
+    fn check_fatal(&self) -> bool {
+        if self.fatal.load(Ordering::Acquire) {
+            return true;
+        }
+        let Some(producer) = self.producer.get().and_then(Weak::upgrade) else {
+            return false;
+        };
+        let Some((code, reason)) = producer.client().fatal_error() else {
+            return false;
+        };
+        self.declare_fatal(format!("{reason} ({code:?})"));
+        true
+    }
+
+    /// Marks the producer unusable and reports it, once.
+    fn declare_fatal(&self, reason: String) {
+        self.poisoned.store(true, Ordering::Release);
+        if self.fatal.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        error!(%reason, "librdkafka producer failed fatally; it will be rebuilt");
+        self.counters.fatal.fetch_add(1, Ordering::Relaxed);
+        self.set_last_error(reason.clone());
+        let word = self.set_down();
+        self.push(generation_of(word), TransportEvent::Fatal(reason));
+    }
+}
+
+impl ClientContext for Context {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // rdkafka may call this twice per error event: everything here is
+        // idempotent.
+        let code = error.rdkafka_error_code();
+        match code {
+            Some(RDKafkaErrorCode::AllBrokersDown) => {
+                self.set_last_error(format!("{reason} (AllBrokersDown)"));
+                self.end_session(format!("all brokers down: {reason}"), true);
+            }
+            Some(RDKafkaErrorCode::Fatal) => {
+                if !self.check_fatal() {
+                    // The callback said fatal but the client does not (yet):
+                    // trust the callback.
+                    self.declare_fatal(reason.to_owned());
+                }
+            }
+            Some(code) => {
+                debug!(error = %describe(code), %reason, "librdkafka reported an error");
+                self.set_last_error(format!("{reason} ({code:?})"));
+            }
+            None => {
+                debug!(%error, %reason, "librdkafka reported an error");
+                self.set_last_error(reason.to_owned());
+            }
+        }
+    }
+}
+
+impl ProducerContext for Context {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        self.outstanding.fetch_sub(1, Ordering::AcqRel);
+        let generation = self.generation();
+        let id = RecordId(opaque as u64);
+        match result {
+            Ok(message) => {
+                self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                self.push(
+                    generation,
+                    TransportEvent::Delivered(Ack {
+                        id,
+                        partition: Some(message.partition()),
+                        offset: Some(message.offset()),
+                    }),
+                );
+            }
+            Err((error, _)) => {
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                self.on_failure(generation, id, error);
+            }
+        }
+        if self.backpressured.swap(false, Ordering::AcqRel) {
+            self.push(generation, TransportEvent::Ready);
+        }
+    }
+}
+
+impl Context {
+    fn on_failure(&self, generation: u64, id: RecordId, error: &KafkaError) {
+        // After a fatal error librdkafka fails what it held (purged, fatal,
+        // or the error that caused it); the core resends all of it.
+        if self.fatal.load(Ordering::Acquire) || self.check_fatal() {
+            trace!(%id, %error, "record failed after a fatal error");
+            return;
+        }
+        let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+        match delivery_failure(code) {
+            Disposition::Record(e) => {
+                debug!(%id, reason = %e.reason, "record failed");
+                self.push(generation, TransportEvent::Failed { id, error: e });
+            }
+            Disposition::Session(reason) => {
+                self.end_session(format!("{id} failed: {reason}"), true);
+            }
+            Disposition::Fatal(reason) => self.declare_fatal(format!("{id} failed: {reason}")),
+        }
+    }
+}
+
+/// A librdkafka producer with its poll thread.
+pub(crate) struct Client {
+    producer: Arc<RdProducer>,
+    stop: Arc<AtomicBool>,
+    poller: Option<JoinHandle<()>>,
+}
+
+static CLIENT_SERIAL: AtomicU64 = AtomicU64::new(0);
+
+impl Client {
+    /// Creates a producer and starts its poll thread. Does not wait for, or
+    /// contact, the cluster.
+    pub(crate) fn build(
+        config: &RdkafkaConfig,
+        events: Arc<EventQueue>,
+        counters: Arc<Counters>,
+    ) -> Result<Self, Error> {
+        let context = Context::new(events, Arc::clone(&counters));
+        let producer: RdProducer = config
+            .client_config()
+            .create_with_context(context)
+            .map_err(Error::from_create)?;
+        let producer = Arc::new(producer);
+        // Set once, right after creation: cannot already be set.
+        let _ = producer.context().producer.set(Arc::downgrade(&producer));
+        let stop = Arc::new(AtomicBool::new(false));
+        let serial = CLIENT_SERIAL.fetch_add(1, Ordering::Relaxed);
+        let poller = {
+            let producer = Arc::clone(&producer);
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name(format!("rdkafka-poll-{serial}"))
+                .spawn(move || {
+                    let ctx = producer.context();
+                    let active = u64::try_from(INLINE_ACTIVE.as_millis()).unwrap_or(5);
+                    while !stop.load(Ordering::Acquire) {
+                        let since =
+                            mono_ms().saturating_sub(ctx.inline_polled_at.load(Ordering::Relaxed));
+                        if since < active {
+                            std::thread::sleep(INLINE_NAP);
+                        } else {
+                            producer.poll(POLL_INTERVAL);
+                        }
+                    }
+                })
+                .map_err(|source| Error::Thread {
+                    what: "poll",
+                    source,
+                })?
+        };
+        counters.producers_built.fetch_add(1, Ordering::Relaxed);
+        debug!(serial, "librdkafka producer built");
+        Ok(Self {
+            producer,
+            stop,
+            poller: Some(poller),
+        })
+    }
+
+    fn context(&self) -> &Context {
+        self.producer.context()
+    }
+
+    /// Whether this producer can serve a new session: not fatal, never
+    /// purged, and nothing of an earlier session still outstanding.
+    pub(crate) fn reusable(&self) -> bool {
+        let c = self.context();
+        !c.poisoned.load(Ordering::Acquire)
+            && !c.fatal.load(Ordering::Acquire)
+            && c.outstanding.load(Ordering::Acquire) == 0
+    }
+
+    /// Serves one batch of librdkafka's events (delivery reports) on the
+    /// calling thread, without waiting. A busy driver calls this from
+    /// `try_next_event`: the reports are then handled on the thread that
+    /// handed the records off (cheaper frees, no cross-thread wake-up), and
+    /// the poll thread only naps. When the driver stops calling it, the poll
+    /// thread takes over within [`INLINE_ACTIVE`].
+    pub(crate) fn poll_inline(&self) {
+        if self.outstanding() == 0 {
+            return;
+        }
+        self.context()
+            .inline_polled_at
+            .store(mono_ms(), Ordering::Relaxed);
+        self.producer.poll(Duration::ZERO);
+    }
+
+    /// Records handed off and not yet reported.
+    pub(crate) fn outstanding(&self) -> usize {
+        self.context().outstanding.load(Ordering::Acquire)
+    }
+
+    /// Starts session `generation`: probes the cluster's metadata on a probe
+    /// thread and reports the outcome.
+    pub(crate) fn open_session(&self, generation: u64, timeout: Duration, topic: Option<&str>) {
+        let ctx = self.context();
+        ctx.session
+            .store(pack(generation, PROBING), Ordering::Release);
+        let producer = Arc::clone(&self.producer);
+        let topic = topic.map(str::to_owned);
+        let spawned = std::thread::Builder::new()
+            .name(format!("rdkafka-probe-{generation}"))
+            .spawn(move || probe(&producer, generation, timeout, topic.as_deref()));
+        if let Err(e) = spawned {
+            ctx.counters.connect_failed.fetch_add(1, Ordering::Relaxed);
+            ctx.push(
+                generation,
+                TransportEvent::ConnectFailed(format!("cannot start the probe thread: {e}")),
+            );
+        }
+    }
+
+    /// Hands one record to librdkafka.
+    pub(crate) fn send(
+        &self,
+        id: RecordId,
+        record: &robust_producer::Record,
+    ) -> Result<(), TransportError> {
+        use rdkafka::message::{Header, OwnedHeaders};
+        use rdkafka::producer::BaseRecord;
+
+        let ctx = self.context();
+        if ctx.fatal.load(Ordering::Acquire) {
+            return Err(TransportError::fatal(
+                "the librdkafka producer failed fatally",
+            ));
+        }
+        // Only an open session takes records. Once it ended (link lost, a
+        // record retried at session granularity) a record handed off now
+        // could be stored after an earlier record of its partition failed,
+        // and before that one's resend: the core is about to reconnect and
+        // resend both, in order, on a fresh session instead.
+        if phase_of(ctx.session.load(Ordering::Acquire)) != UP {
+            return Err(TransportError::link(
+                "the session ended; waiting for the core to reconnect",
+            ));
+        }
+        let Ok(opaque) = usize::try_from(id.0) else {
+            return Err(TransportError::permanent(format!(
+                "record id {id} does not fit this platform's pointer width"
+            )));
+        };
+        let mut r: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(&record.topic, opaque).payload(record.payload.as_slice());
+        if let Some(key) = &record.key {
+            r = r.key(key.as_slice());
+        }
+        if !record.headers.is_empty() {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for (name, value) in &record.headers {
+                headers = headers.insert(Header {
+                    key: name,
+                    value: Some(value.as_slice()),
+                });
+            }
+            r = r.headers(headers);
+        }
+        // Counted before the hand-off: the delivery report may come first.
+        ctx.outstanding.fetch_add(1, Ordering::AcqRel);
+        match self.producer.send(r) {
+            Ok(()) => {
+                ctx.counters.handed_off.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err((error, _)) => {
+                ctx.outstanding.fetch_sub(1, Ordering::AcqRel);
+                Err(self.refused(id, &error))
+            }
+        }
+    }
+
+    fn refused(&self, id: RecordId, error: &KafkaError) -> TransportError {
+        let ctx = self.context();
+        if ctx.check_fatal() {
+            return TransportError::fatal(format!("{id} refused after a fatal error: {error}"));
+        }
+        match crate::classify::send_failure(error) {
+            Disposition::Record(e) => {
+                if e.class == robust_producer::ErrorClass::Backpressure {
+                    ctx.counters.backpressure.fetch_add(1, Ordering::Relaxed);
+                    ctx.backpressured.store(true, Ordering::Release);
+                    // A report may have raced the flag: make sure one comes.
+                    if ctx.outstanding.load(Ordering::Acquire) == 0 {
+                        ctx.backpressured.store(false, Ordering::Release);
+                        ctx.push(ctx.generation(), TransportEvent::Ready);
+                    }
+                } else {
+                    debug!(%id, reason = %e.reason, "hand-off refused");
+                }
+                e
+            }
+            Disposition::Session(reason) => {
+                // Not taken, and librdkafka's state is unknown: use a fresh
+                // producer for the next session.
+                ctx.poisoned.store(true, Ordering::Release);
+                TransportError::link(format!("{id} refused: {reason}"))
+            }
+            Disposition::Fatal(reason) => {
+                ctx.declare_fatal(format!("{id} refused: {reason}"));
+                TransportError::fatal(reason)
+            }
+        }
+    }
+
+    /// Gives up on this producer: purges what it holds and destroys it on a
+    /// background thread (librdkafka's teardown can take a while).
+    pub(crate) fn retire(self) {
+        // Right away, before the next session sends anything: nothing of this
+        // producer's queue may reach the broker after the resends. (A
+        // non-blocking purge: the blocking one follows on the retire thread.)
+        self.context().set_down();
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight().non_blocking());
+        let job = move || self.destroy(Duration::ZERO);
+        if let Err(e) = std::thread::Builder::new()
+            .name("rdkafka-retire".to_owned())
+            .spawn(job)
+        {
+            // The job was moved into the failed spawn and dropped with it,
+            // which still purges and destroys the producer (inline).
+            warn!(error = %e, "cannot start a retire thread; producer destroyed inline");
+        }
+    }
+
+    /// Flushes for up to `flush` (when anything is outstanding), then purges,
+    /// stops the poll thread and destroys the producer. Blocking.
+    pub(crate) fn destroy(mut self, flush: Duration) {
+        // Whatever it reports from now on is about an abandoned session.
+        self.context().set_down();
+        if !flush.is_zero()
+            && self.outstanding() > 0
+            && let Err(e) = self.producer.flush(flush)
+        {
+            info!(error = %e, outstanding = self.outstanding(), "flush on close incomplete");
+        }
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        self.stop_poller();
+        // Dropping the last reference runs BaseProducer's Drop (purge, short
+        // flush, librdkafka destroy). A probe thread may hold another one
+        // until its probe times out; it then drops the producer itself.
+    }
+
+    fn stop_poller(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = self.poller.take()
+            && h.join().is_err()
+        {
+            warn!("the librdkafka poll thread panicked");
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.stop_poller();
+    }
+}
+
+/// The probe: fetches metadata, then reports the session up or failed.
+fn probe(producer: &RdProducer, generation: u64, timeout: Duration, topic: Option<&str>) {
+    let ctx = producer.context();
+    let outcome = producer.client().fetch_metadata(topic, timeout);
+    let failure = match outcome {
+        Ok(md) if md.brokers().is_empty() => "metadata lists no brokers".to_owned(),
+        Ok(md) => {
+            if ctx.probe_succeeded(generation) {
+                ctx.counters.connected.fetch_add(1, Ordering::Relaxed);
+                info!(
+                    brokers = md.brokers().len(),
+                    topics = md.topics().len(),
+                    "kafka session up"
+                );
+                ctx.push(generation, TransportEvent::Connected);
+            }
+            return;
+        }
+        Err(e) => match ctx.last_error() {
+            Some(last) => format!("metadata probe failed ({e}); last client error: {last}"),
+            None => format!("metadata probe failed ({e})"),
+        },
+    };
+    if ctx.generation() == generation {
+        debug!(reason = %failure, "kafka connect attempt failed");
+        ctx.counters.connect_failed.fetch_add(1, Ordering::Relaxed);
+        ctx.push(generation, TransportEvent::ConnectFailed(failure));
+    }
+}

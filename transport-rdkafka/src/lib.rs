@@ -1,0 +1,94 @@
+//! # robust-producer-rdkafka
+//!
+//! The [`Transport`](robust_producer::Transport) that real services use:
+//! librdkafka (bundled, through rdkafka 0.39) under the
+//! [`robust_producer`] core, which owns every retry, reconnect and
+//! expiry decision.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use robust_producer::{Config, Producer, TokioRuntime};
+//! use robust_producer_rdkafka::{RdkafkaConfig, RdkafkaTransport};
+//!
+//! let transport = RdkafkaTransport::new(
+//!     RdkafkaConfig::new("kafka-1:9092,kafka-2:9092")
+//!         .set("security.protocol", "SASL_SSL")
+//!         .set("sasl.mechanisms", "PLAIN")
+//!         .set("sasl.username", "svc-patient")
+//!         .set("sasl.password", "never printed"),
+//! )?;
+//! let producer = Producer::builder(Config::builder().service_name("patient-service").build()?)
+//!     .start(transport, TokioRuntime::new());
+//! let handle = producer
+//!     .send_event("patient-events", "patient.registered", &serde_json::json!({"id": 7}), Some("p-7"))
+//!     .await?;
+//! let ack = handle.await?; // Delivered: stored with acks=all
+//! # let _ = ack; Ok(()) }
+//! ```
+//!
+//! ## How it works
+//!
+//! * **Delivery callbacks, not futures.** Records go to a librdkafka
+//!   `BaseProducer`; a dedicated poll thread serves its delivery reports,
+//!   which librdkafka hands over in batches, and turns each into a
+//!   `Delivered` (with partition and offset) or `Failed` event on a queue the
+//!   driver drains in batches ([`Transport::try_next_event`](robust_producer::Transport::try_next_event)). There is no
+//!   future, channel or allocation per record on the transport's side
+//!   besides librdkafka's own copy.
+//! * **Sessions.** `connect` starts a session with a metadata probe on its
+//!   own thread (never on the executor's), bounded by
+//!   [`RdkafkaConfig::probe_timeout`], reported as `Connected` or
+//!   `ConnectFailed` (with librdkafka's last error, for example
+//!   "Connection refused" or an authentication failure). Every event carries
+//!   its session's generation; after `connect` nothing about earlier
+//!   hand-offs is reported (the contract of [`robust_producer::transport`]).
+//! * **Never dropped with records inside by accident.** Dropping an rdkafka
+//!   producer purges its queue, so a producer is only retired when the core
+//!   has already taken its records back (a new session was started, or the
+//!   transport is closed); `close` flushes first.
+//! * **Rebuilt when needed.** A producer is reused across sessions only
+//!   when it is intact: not fatal, never purged (with idempotence a purge
+//!   leaves a sequence gap the broker would reject), nothing outstanding.
+//!   Otherwise the next `connect` builds a fresh one (new producer id,
+//!   fresh sequence numbers). The core then resends, in order, everything
+//!   that was not acknowledged.
+//!
+//! ## Signals
+//!
+//! | librdkafka says | class | what happens |
+//! |---|---|---|
+//! | `MSG_SIZE_TOO_LARGE`, `MESSAGE_BATCH_TOO_LARGE`, `INVALID_MSG_SIZE`, `INVALID_RECORD`, `TOPIC_AUTHORIZATION_FAILED`, `INVALID_TOPIC`, `UNKNOWN_TOPIC_OR_PART`, `_UNKNOWN_TOPIC`, `_UNKNOWN_PARTITION`, `POLICY_VIOLATION`, `UNSUPPORTED_FOR_MESSAGE_FORMAT`, `INVALID_REQUIRED_ACKS`, `INVALID_TIMESTAMP`, `_BAD_MSG`, `_INVALID_ARG` | Permanent | dead-lettered with librdkafka's words; records behind it flow on |
+//! | `_QUEUE_FULL` (from `send`) | Backpressure | the core pauses sending until `Ready` |
+//! | `_FATAL`, and any error while `fatal_error()` is set; idempotence state errors (`OUT_OF_ORDER_SEQUENCE_NUMBER`, `INVALID_PRODUCER_EPOCH`, `UNKNOWN_PRODUCER_ID`, `INVALID_PRODUCER_ID_MAPPING`, `PRODUCER_FENCED`, `CLUSTER_AUTHORIZATION_FAILED`, `_INCONSISTENT`, `_GAPLESS_GUARANTEE`, `_FENCED`, `_STATE`) | Fatal | `TransportEvent::Fatal`; the next `connect` builds a new producer; the core resends in order |
+//! | `_ALL_BROKERS_DOWN` (error callback) | Link | `TransportEvent::LinkLost` |
+//! | anything else on a record, for example `_PURGE_*` or errors librdkafka gives up on (`_MSG_TIMED_OUT` and retry exhaustion cannot happen: a finite `message.timeout.ms` and a retry limit are not passed to librdkafka) | Retriable, at session granularity | the session ends with `LinkLost`, so that this record **and every record handed off after it** are resent in order (see [`RdkafkaConfig`]) |
+//!
+//! Success reports become `Delivered(Ack { id, partition, offset })`. The
+//! reasoning about `message.timeout.ms` is on [`RdkafkaConfig`].
+//!
+//! ## Guarantees with Kafka
+//!
+//! With the defaults (`enable.idempotence=true`, `acks=all`, no expiry and
+//! no retry limit in librdkafka, which the transport enforces): a record is Delivered only once every in-sync
+//! replica stored it; librdkafka's own retries neither duplicate nor reorder;
+//! resends after a lost session can duplicate only records whose produce
+//! request was on the wire when the session was abandoned, and those carry
+//! the same `event_id` header; per key, the stored order, ignoring such
+//! duplicates, is the send order. No outage length turns into loss.
+
+mod classify;
+mod client;
+mod config;
+mod error;
+mod events;
+mod metrics;
+mod transport;
+
+pub use config::{DEFAULT_LINGER_MS, DEFAULT_PROBE_TIMEOUT, RdkafkaConfig, is_secret_property};
+pub use error::Error;
+pub use metrics::{MetricsSnapshot, TransportMetrics};
+pub use transport::RdkafkaTransport;
+
+/// The rdkafka crate this transport is built on, for tests and tools that
+/// need librdkafka directly (for example its mock cluster).
+pub use rdkafka;

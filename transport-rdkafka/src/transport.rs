@@ -1,0 +1,255 @@
+//! [`RdkafkaTransport`]: the core's [`Transport`] over librdkafka.
+//!
+//! Sessions: each [`Transport::connect`] starts generation `n + 1`. The
+//! current librdkafka producer serves it if it is reusable (not fatal, never
+//! purged, nothing outstanding from earlier sessions); otherwise it is
+//! retired (purged and destroyed on a background thread) and a new one is
+//! built. Either way nothing about an earlier generation is reported after
+//! `connect` returns: the event queue drops stale events on push and on pop.
+
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use robust_producer::{Record, RecordId, Transport, TransportError, TransportEvent};
+use tracing::{debug, warn};
+
+use crate::client::Client;
+use crate::config::RdkafkaConfig;
+use crate::error::Error;
+use crate::events::{EventQueue, Tagged};
+use crate::metrics::{Counters, TransportMetrics};
+
+/// The core's [`Transport`] over a librdkafka producer. See the
+/// [crate docs](crate) for how librdkafka's signals are mapped.
+///
+/// Runtime-agnostic: it starts its own threads (poll, probe, retire) and
+/// wakes the driver through a [`Waker`]; it needs no async runtime.
+pub struct RdkafkaTransport {
+    config: RdkafkaConfig,
+    events: Arc<EventQueue>,
+    counters: Arc<Counters>,
+    /// Events taken from `events`, not yet returned.
+    local: VecDeque<Tagged>,
+    /// The current session's generation.
+    generation: u64,
+    client: Option<Client>,
+}
+
+impl std::fmt::Debug for RdkafkaTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RdkafkaTransport")
+            .field("config", &self.config)
+            .field("generation", &self.generation)
+            .field(
+                "client",
+                &self.client.as_ref().map(|_| "librdkafka producer"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl RdkafkaTransport {
+    /// Creates the transport and its first librdkafka producer, which
+    /// validates every property. Does not contact the cluster: the first
+    /// session starts on the core's first `connect`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidProperty`] when librdkafka rejects a property (secret
+    /// values are never included), [`Error::Create`] or [`Error::Thread`]
+    /// when the producer or its poll thread cannot be created.
+    pub fn new(config: RdkafkaConfig) -> Result<Self, Error> {
+        for (name, value) in config.overridden() {
+            warn!(
+                property = name,
+                value,
+                "not passed to librdkafka: it would let librdkafka give up on records by itself \
+                 and break per-key order; the core's ack_timeout bounds unacknowledged time"
+            );
+        }
+        if !config.idempotent() {
+            warn!(
+                "enable.idempotence is off: librdkafka's retries may duplicate or reorder records"
+            );
+        }
+        let counters = Arc::new(Counters::default());
+        let events = Arc::new(EventQueue::new(Arc::clone(&counters)));
+        let client = Client::build(&config, Arc::clone(&events), Arc::clone(&counters))?;
+        Ok(Self {
+            config,
+            events,
+            counters,
+            local: VecDeque::new(),
+            generation: 0,
+            client: Some(client),
+        })
+    }
+
+    /// The configuration (secrets redacted in its `Debug`).
+    pub fn config(&self) -> &RdkafkaConfig {
+        &self.config
+    }
+
+    /// A handle on the transport's counters, usable after the transport was
+    /// moved into a producer.
+    pub fn metrics(&self) -> TransportMetrics {
+        TransportMetrics(Arc::clone(&self.counters))
+    }
+
+    /// The next event of the current session already taken from the queue.
+    fn pop_local(&mut self) -> Option<TransportEvent> {
+        while let Some((generation, event)) = self.local.pop_front() {
+            if generation == self.generation {
+                return Some(event);
+            }
+            self.counters.stale_events.fetch_add(1, Ordering::Relaxed);
+        }
+        None
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<TransportEvent> {
+        loop {
+            if let Some(event) = self.pop_local() {
+                return Poll::Ready(event);
+            }
+            if self
+                .events
+                .take_or_register(&mut self.local, cx)
+                .is_pending()
+            {
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for RdkafkaTransport {
+    fn connect(&mut self) {
+        self.generation += 1;
+        let generation = self.generation;
+        self.events.set_generation(generation);
+        self.local.clear();
+        self.counters.sessions.fetch_add(1, Ordering::Relaxed);
+        if !self.client.as_ref().is_some_and(Client::reusable) {
+            if let Some(old) = self.client.take() {
+                debug!(
+                    outstanding = old.outstanding(),
+                    "retiring librdkafka producer"
+                );
+                old.retire();
+            }
+            match Client::build(
+                &self.config,
+                Arc::clone(&self.events),
+                Arc::clone(&self.counters),
+            ) {
+                Ok(client) => self.client = Some(client),
+                Err(e) => {
+                    self.counters.connect_failed.fetch_add(1, Ordering::Relaxed);
+                    self.events
+                        .push(generation, TransportEvent::ConnectFailed(e.to_string()));
+                    return;
+                }
+            }
+        }
+        if let Some(client) = &self.client {
+            client.open_session(
+                generation,
+                self.config.probe_timeout_value(),
+                self.config.probe_topic_value(),
+            );
+        }
+    }
+
+    fn send(&mut self, id: RecordId, record: &Record) -> Result<(), TransportError> {
+        match &self.client {
+            Some(client) => client.send(id, record),
+            None => Err(TransportError::link("no librdkafka producer")),
+        }
+    }
+
+    fn try_next_event(&mut self) -> Option<TransportEvent> {
+        if let Some(event) = self.pop_local() {
+            return Some(event);
+        }
+        if let Some(client) = &self.client {
+            client.poll_inline();
+        }
+        self.events.take_all(&mut self.local);
+        self.pop_local()
+    }
+
+    async fn next_event(&mut self) -> TransportEvent {
+        poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    async fn close(&mut self, timeout: Duration) {
+        // Nothing more is reported.
+        self.generation += 1;
+        self.events.set_generation(self.generation);
+        self.local.clear();
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        let done = Arc::new(Done::default());
+        let signal = Arc::clone(&done);
+        let job = move || {
+            client.destroy(timeout);
+            signal.set();
+        };
+        match std::thread::Builder::new()
+            .name("rdkafka-close".to_owned())
+            .spawn(job)
+        {
+            Ok(_) => WaitDone(done).await,
+            Err(e) => warn!(error = %e, "cannot start the close thread; producer destroyed inline"),
+        }
+    }
+}
+
+impl Drop for RdkafkaTransport {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            client.retire();
+        }
+    }
+}
+
+/// A one-shot completion flag a thread sets and a future waits on.
+#[derive(Default)]
+struct Done(Mutex<(bool, Option<Waker>)>);
+
+impl Done {
+    fn set(&self) {
+        let waker = {
+            let mut g = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            g.0 = true;
+            g.1.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+struct WaitDone(Arc<Done>);
+
+impl Future for WaitDone {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut g = self.0.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if g.0 {
+            return Poll::Ready(());
+        }
+        g.1 = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}

@@ -1,0 +1,503 @@
+//! The rdkafka transport under the real producer, against librdkafka's
+//! in-process mock cluster (`rdkafka::mocking::MockCluster`, no Docker).
+//!
+//! Every scenario reads the topic back with an independent consumer and
+//! checks: every accepted record stored (or dead-lettered, never both),
+//! every stored record carrying its `event_id` header, per-key order, and
+//! duplicates, which are allowed only after a lost session (at most the
+//! records in flight when it was lost) and must be zero otherwise.
+//!
+//! Scenarios run one at a time (they share two cores and measure timing).
+
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // test code: a panic is a failure, output helps
+#![allow(clippy::await_holding_lock)] // SERIAL is held across awaits on purpose
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use robust_producer::{
+    BackoffConfig, Config, DeadLetter, DeliveryError, EventEnvelope, Producer, Record, State,
+    TokioRuntime,
+};
+use robust_producer_rdkafka::{MetricsSnapshot, RdkafkaConfig, RdkafkaTransport};
+
+use support::{SEQ_HEADER, Verdict};
+
+const TOPIC: &str = "events";
+/// Enough partitions that the mock cluster, which keeps 5 MiB per
+/// partition, evicts nothing.
+const PARTITIONS: i32 = 16;
+const KEYS: u64 = 64;
+const MAX_IN_FLIGHT: usize = 10_000;
+
+/// Held for a whole scenario, across awaits on purpose: each test blocks its
+/// own thread on its own runtime, and scenarios must not overlap.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A mock cluster with the test topic.
+struct Cluster {
+    mock: MockCluster<'static, DefaultProducerContext>,
+    bootstrap: String,
+}
+
+impl Cluster {
+    fn new(brokers: i32) -> Self {
+        let mock = MockCluster::new(brokers).expect("mock cluster");
+        mock.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+        let bootstrap = mock.bootstrap_servers();
+        Self { mock, bootstrap }
+    }
+
+    fn down(&self) {
+        self.mock.broker_down(-1).expect("broker down");
+    }
+
+    fn up(&self) {
+        self.mock.broker_up(-1).expect("broker up");
+    }
+
+    fn verify(&self, sent: u64, dead: &HashSet<u64>) -> Verdict {
+        let consumed = support::read_topic(
+            &self.bootstrap,
+            TOPIC,
+            Duration::from_secs(60),
+            support::seq_from_header,
+        );
+        support::verify(sent, dead, &consumed)
+    }
+}
+
+/// The transport settings of the tests: the defaults, plus quick probes.
+fn transport_config(cluster: &Cluster) -> RdkafkaConfig {
+    RdkafkaConfig::new(&cluster.bootstrap).probe_timeout(Duration::from_millis(1500))
+}
+
+fn core_config() -> Config {
+    Config::builder()
+        .max_queued_records(200_000)
+        .max_queued_bytes(512 << 20)
+        .max_in_flight(MAX_IN_FLIGHT)
+        .connect_timeout(Duration::from_secs(3))
+        .backoff(BackoffConfig {
+            initial: Duration::from_millis(50),
+            multiplier: 2.0,
+            max: Duration::from_millis(500),
+            jitter: 0.5,
+        })
+        .seed(7)
+        .service_name("mock-tests")
+        .build()
+        .expect("config")
+}
+
+/// A producer over the rdkafka transport, collecting dead letters.
+struct Under {
+    producer: Producer,
+    metrics: robust_producer_rdkafka::TransportMetrics,
+    dead: Arc<Mutex<Vec<DeadLetter>>>,
+}
+
+impl Under {
+    fn start(transport: RdkafkaConfig, config: Config) -> Self {
+        let transport = RdkafkaTransport::new(transport).expect("transport");
+        let metrics = transport.metrics();
+        let dead = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&dead);
+        let producer = Producer::builder(config)
+            .on_dead_letter(move |dl| sink.lock().unwrap().push(dl))
+            .start(transport, TokioRuntime::new());
+        Self {
+            producer,
+            metrics,
+            dead,
+        }
+    }
+
+    async fn send(&self, seq: u64) -> robust_producer::DeliveryHandle {
+        self.producer
+            .send(record(seq, 100))
+            .await
+            .expect("accepted")
+    }
+
+    async fn send_range(&self, seqs: std::ops::Range<u64>) {
+        for seq in seqs {
+            drop(self.send(seq).await);
+        }
+    }
+
+    fn dead_seqs(&self) -> HashSet<u64> {
+        self.dead
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|dl| {
+                let s = dl.record.header(SEQ_HEADER).expect("seq header");
+                std::str::from_utf8(s).unwrap().parse().unwrap()
+            })
+            .collect()
+    }
+
+    /// Flushes, checks the counters add up, and closes.
+    async fn finish(&self, sent: u64) -> (robust_producer::Stats, MetricsSnapshot) {
+        self.producer
+            .flush(Duration::from_secs(90))
+            .await
+            .expect("everything settles");
+        let stats = self.producer.stats();
+        assert_eq!(stats.accepted, sent);
+        assert_eq!(stats.delivered + stats.dead_lettered, sent, "{stats:?}");
+        assert_eq!(stats.dropped, 0);
+        let returned = self.producer.close(Duration::from_secs(5)).await;
+        assert!(returned.is_empty());
+        (stats, self.metrics.snapshot())
+    }
+}
+
+/// Record `seq`: a 100-byte-ish envelope with an event id, keyed by one of
+/// `KEYS` keys, and the `seq` header the verifier reads.
+fn record(seq: u64, pad: usize) -> Record {
+    let key = format!("key-{}", seq % KEYS);
+    let payload = serde_json::json!({ "seq": seq, "pad": "x".repeat(pad.saturating_sub(60)) });
+    EventEnvelope::new("test.event", "mock-tests", payload)
+        .into_record(TOPIC, Some(&key))
+        .expect("serializable")
+        .with_header(SEQ_HEADER, seq.to_string())
+}
+
+fn assert_clean(v: &Verdict, max_duplicates: usize, what: &str) {
+    eprintln!("{what}: {v:?}");
+    assert!(v.is_clean(), "{what}: {v:?}");
+    assert!(
+        v.duplicates <= max_duplicates,
+        "{what}: {} duplicates, at most {max_duplicates} allowed: {v:?}",
+        v.duplicates
+    );
+}
+
+async fn wait_for_state(p: &Producer, want: State, within: Duration) {
+    let deadline = Instant::now() + within;
+    while p.state() != want {
+        assert!(
+            Instant::now() < deadline,
+            "state {:?}, wanted {want:?}",
+            p.state()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_brokers_down_before_start_then_up() {
+    let _serial = serial();
+    init_tracing();
+    let cluster = Cluster::new(1);
+    cluster.down();
+    let t0 = Instant::now();
+    let under = Under::start(transport_config(&cluster), core_config());
+    const N: u64 = 20_000;
+    under.send_range(0..N).await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "accepting must not wait for the broker"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_ne!(under.producer.state(), State::Connected);
+    assert_eq!(under.producer.stats().delivered, 0);
+    cluster.up();
+    let (stats, m) = under.finish(N).await;
+    assert!(m.connect_failed >= 1, "{m:?}");
+    assert_eq!(stats.dead_lettered, 0);
+    let v = cluster.verify(N, &HashSet::new());
+    // Nothing was handed off before the broker came up: no duplicates.
+    assert_clean(&v, 0, "down before start");
+    assert_eq!(v.stored, N as usize);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_down_mid_stream_five_times() {
+    let _serial = serial();
+    init_tracing();
+    let cluster = Cluster::new(1);
+    let under = Under::start(transport_config(&cluster), core_config());
+    const N: u64 = 100_000;
+    const CYCLE: u64 = 15_000;
+    let mut seq = 0;
+    for _ in 0..5 {
+        under.send_range(seq..seq + CYCLE).await;
+        seq += CYCLE;
+        cluster.down();
+        under.send_range(seq..seq + 2_000).await;
+        seq += 2_000;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        cluster.up();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    under.send_range(seq..N).await;
+    let (stats, m) = under.finish(N).await;
+    eprintln!("stats: {stats:?}\ntransport: {m:?}");
+    assert!(stats.link_losses >= 5, "every outage is noticed: {stats:?}");
+    assert_eq!(stats.dead_lettered, 0);
+    let v = cluster.verify(N, &HashSet::new());
+    assert_clean(
+        &v,
+        stats.link_losses as usize * MAX_IN_FLIGHT,
+        "five outages",
+    );
+}
+
+/// librdkafka's own expiry is off, even when the application configures a
+/// finite `message.timeout.ms` (1 s here, which the transport does not pass
+/// on): what bounds a stuck record is the core's ack timeout. The partition
+/// leader is down for 4 s, four times both, while the other brokers answer
+/// metadata: the core gives up on the session several times, the transport
+/// rebuilds its producer each time, and once the leader is back everything is
+/// delivered, in order. (With librdkafka's expiry on, this scenario reordered
+/// records: see `RdkafkaConfig`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_longer_than_message_timeout() {
+    let _serial = serial();
+    init_tracing();
+    let cluster = Cluster::new(3);
+    for p in 0..PARTITIONS {
+        cluster
+            .mock
+            .partition_leader(TOPIC, p, Some(1))
+            .expect("leader");
+    }
+    let core = Config::builder()
+        .max_queued_records(200_000)
+        .max_queued_bytes(512 << 20)
+        .max_in_flight(MAX_IN_FLIGHT)
+        .ack_timeout(Duration::from_secs(1))
+        .connect_timeout(Duration::from_secs(3))
+        .backoff(BackoffConfig {
+            initial: Duration::from_millis(50),
+            multiplier: 2.0,
+            max: Duration::from_millis(500),
+            jitter: 0.5,
+        })
+        .seed(5)
+        .build()
+        .expect("config");
+    let config = transport_config(&cluster).set("message.timeout.ms", "1000");
+    assert_eq!(config.overridden(), [("message.timeout.ms", "1000")]);
+    let under = Under::start(config, core);
+    const N: u64 = 30_000;
+    under.send_range(0..10_000).await;
+    cluster.mock.broker_down(1).expect("down");
+    under.send_range(10_000..20_000).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let during = under.producer.stats();
+    cluster.mock.broker_up(1).expect("up");
+    under.send_range(20_000..N).await;
+    let (stats, m) = under.finish(N).await;
+    eprintln!("during: {during:?}\nstats: {stats:?}\ntransport: {m:?}");
+    assert!(
+        during.link_losses >= 2 && m.producers_built >= 3,
+        "the core gave up on stuck sessions and the producer was rebuilt: {during:?} {m:?}"
+    );
+    assert_eq!(stats.dead_lettered, 0);
+    let v = cluster.verify(N, &HashSet::new());
+    assert_clean(
+        &v,
+        stats.link_losses as usize * MAX_IN_FLIGHT,
+        "outage longer than every timeout",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retriable_produce_errors_recover_in_order() {
+    let _serial = serial();
+    init_tracing();
+    let cluster = Cluster::new(1);
+    let under = Under::start(transport_config(&cluster), core_config());
+    const N: u64 = 30_000;
+    under.send_range(0..5_000).await;
+    use RDKafkaRespErr::*;
+    cluster.mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[
+            RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+            RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+            RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+            RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
+            RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+        ],
+    );
+    under.send_range(5_000..N).await;
+    let (stats, m) = under.finish(N).await;
+    eprintln!("stats: {stats:?}\ntransport: {m:?}");
+    assert_eq!(stats.dead_lettered, 0);
+    assert_eq!(stats.link_losses, 0, "librdkafka retried them itself");
+    let v = cluster.verify(N, &HashSet::new());
+    assert_clean(&v, 0, "retriable produce errors");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_large_is_dead_lettered_and_does_not_block() {
+    let _serial = serial();
+    init_tracing();
+    let cluster = Cluster::new(1);
+    // librdkafka refuses records above message.max.bytes at hand-off; the
+    // core's own limit is higher, so the transport is what says no.
+    let config = transport_config(&cluster).set("message.max.bytes", "20000");
+    let under = Under::start(config, core_config());
+    under.send_range(0..2_000).await;
+    // 1. Refused by librdkafka on hand-off, in the middle of a stream.
+    let big = under
+        .producer
+        .send(record(2_000, 50_000))
+        .await
+        .expect("accepted");
+    under.send_range(2_001..4_000).await;
+    match big.await {
+        Err(DeliveryError::DeadLettered { reason }) => {
+            assert!(reason.contains("MessageSizeTooLarge"), "{reason}")
+        }
+        other => panic!("expected a dead letter, got {other:?}"),
+    }
+    under
+        .producer
+        .flush(Duration::from_secs(30))
+        .await
+        .expect("flushed");
+    // 2. Refused by the broker: one produce request answered
+    //    MSG_SIZE_TOO_LARGE. Every record of that request is dead-lettered
+    //    with the broker's words; the ones behind it are delivered.
+    cluster.mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+    );
+    let victim = under.send(4_000).await;
+    match victim.await {
+        Err(DeliveryError::DeadLettered { reason }) => {
+            assert!(reason.contains("MessageSizeTooLarge"), "{reason}")
+        }
+        other => panic!("expected a dead letter, got {other:?}"),
+    }
+    const N: u64 = 10_000;
+    under.send_range(4_001..N).await;
+    let (stats, m) = under.finish(N).await;
+    eprintln!("stats: {stats:?}\ntransport: {m:?}");
+    let dead = under.dead_seqs();
+    assert_eq!(
+        dead,
+        HashSet::from([2_000, 4_000]),
+        "exactly the two victims"
+    );
+    for dl in under.dead.lock().unwrap().iter() {
+        let reason = dl.reason.to_string();
+        assert!(reason.contains("too large"), "{reason}");
+    }
+    assert_eq!(stats.link_losses, 0);
+    let v = cluster.verify(N, &dead);
+    assert_clean(&v, 0, "message too large");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotence_fatal_error_rebuilds_without_loss() {
+    let _serial = serial();
+    init_tracing();
+    let cluster = Cluster::new(1);
+    let under = Under::start(transport_config(&cluster), core_config());
+    under.send_range(0..5_000).await;
+    under
+        .producer
+        .flush(Duration::from_secs(30))
+        .await
+        .expect("flushed");
+    // The next produce request is head-of-line for its partitions: an
+    // out-of-order sequence answer is a fatal idempotence error.
+    cluster.mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+    const N: u64 = 30_000;
+    under.send_range(5_000..N).await;
+    let (stats, m) = under.finish(N).await;
+    eprintln!("stats: {stats:?}\ntransport: {m:?}");
+    assert!(m.fatal >= 1, "the fatal error was seen: {m:?}");
+    assert!(m.producers_built >= 2, "the producer was rebuilt: {m:?}");
+    assert_eq!(stats.dead_lettered, 0);
+    let v = cluster.verify(N, &HashSet::new());
+    assert_clean(
+        &v,
+        stats.link_losses as usize * MAX_IN_FLIGHT,
+        "idempotence fatal error",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_broker_recovers() {
+    let _serial = serial();
+    init_tracing();
+    let cluster = Cluster::new(1);
+    let config = transport_config(&cluster)
+        .set("socket.timeout.ms", "1000")
+        .probe_timeout(Duration::from_millis(800));
+    let core = Config::builder()
+        .max_queued_records(200_000)
+        .max_queued_bytes(512 << 20)
+        .ack_timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_secs(1))
+        .backoff(BackoffConfig {
+            initial: Duration::from_millis(50),
+            multiplier: 2.0,
+            max: Duration::from_millis(500),
+            jitter: 0.5,
+        })
+        .seed(11)
+        .build()
+        .expect("config");
+    let under = Under::start(config, core);
+    wait_for_state(&under.producer, State::Connected, Duration::from_secs(10)).await;
+    under.send_range(0..5_000).await;
+    // Answers now take 3 s: longer than socket.timeout.ms and the core's
+    // ack timeout. The broker is alive but useless: a hang.
+    cluster
+        .mock
+        .broker_round_trip_time(-1, Duration::from_secs(3))
+        .expect("rtt");
+    under.send_range(5_000..15_000).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let during = under.producer.stats();
+    cluster
+        .mock
+        .broker_round_trip_time(-1, Duration::ZERO)
+        .expect("rtt");
+    const N: u64 = 20_000;
+    under.send_range(15_000..N).await;
+    let (stats, m) = under.finish(N).await;
+    eprintln!("during: {during:?}\nstats: {stats:?}\ntransport: {m:?}");
+    assert!(stats.link_losses >= 1, "the hang was detected: {stats:?}");
+    assert_eq!(stats.dead_lettered, 0);
+    let v = cluster.verify(N, &HashSet::new());
+    assert_clean(
+        &v,
+        stats.link_losses as usize * MAX_IN_FLIGHT,
+        "hung broker",
+    );
+}

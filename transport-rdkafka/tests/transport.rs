@@ -1,0 +1,237 @@
+//! The transport on its own, driven by hand against librdkafka's mock
+//! cluster: the session contract of `robust_producer::transport`, the
+//! back-pressure signal, and configuration errors.
+
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // test code: a panic is a failure, output helps
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use rdkafka::mocking::MockCluster;
+use robust_producer::{ErrorClass, Record, RecordId, Transport, TransportEvent};
+use robust_producer_rdkafka::{Error, RdkafkaConfig, RdkafkaTransport};
+
+const TOPIC: &str = "contract";
+
+fn record(n: u64) -> Record {
+    Record::new(TOPIC, vec![b'x'; 100])
+        .with_key(format!("k{}", n % 4))
+        .with_header("event_id", format!("e{n}"))
+}
+
+/// Every event within `within`, stopping early once `stop` says so.
+async fn events_until(
+    t: &mut RdkafkaTransport,
+    within: Duration,
+    mut stop: impl FnMut(&[TransportEvent]) -> bool,
+) -> Vec<TransportEvent> {
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    while !stop(&out) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, t.next_event()).await {
+            Ok(e) => out.push(e),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+async fn connected(t: &mut RdkafkaTransport) {
+    t.connect();
+    let events = events_until(t, Duration::from_secs(10), |e| !e.is_empty()).await;
+    assert_eq!(events, [TransportEvent::Connected]);
+}
+
+fn delivered_ids(events: &[TransportEvent]) -> HashSet<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            TransportEvent::Delivered(ack) => Some(ack.id.0),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Ids any event mentions.
+fn mentioned(events: &[TransportEvent]) -> HashSet<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            TransportEvent::Delivered(ack) => Some(ack.id.0),
+            TransportEvent::Failed { id, .. } => Some(id.0),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_carry_partition_and_offset() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 2, 1).unwrap();
+    let mut t = RdkafkaTransport::new(RdkafkaConfig::new(cluster.bootstrap_servers())).unwrap();
+    connected(&mut t).await;
+    for n in 1..=10 {
+        t.send(RecordId(n), &record(n)).unwrap();
+    }
+    let events = events_until(&mut t, Duration::from_secs(10), |e| e.len() == 10).await;
+    assert_eq!(delivered_ids(&events), (1..=10).collect());
+    for e in &events {
+        let TransportEvent::Delivered(ack) = e else {
+            panic!("{e:?}")
+        };
+        assert!(matches!(ack.partition, Some(0 | 1)), "{ack:?}");
+        assert!(ack.offset.is_some_and(|o| o >= 0), "{ack:?}");
+    }
+    t.close(Duration::from_secs(1)).await;
+}
+
+/// Contract point 1: after `connect` returns, nothing is reported about a
+/// record handed off before it, even when the old session's records do
+/// reach the broker later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_reported_about_earlier_handoffs_after_connect() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 2, 1).unwrap();
+    let mut t = RdkafkaTransport::new(RdkafkaConfig::new(cluster.bootstrap_servers())).unwrap();
+    connected(&mut t).await;
+
+    // Old session A: the broker is slow, so records 1..=100 are in flight
+    // (on the wire, or queued) when the core gives up on the session.
+    cluster
+        .broker_round_trip_time(-1, Duration::from_millis(1500))
+        .unwrap();
+    for n in 1..=100 {
+        t.send(RecordId(n), &record(n)).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Session B.
+    t.connect();
+    cluster.broker_round_trip_time(-1, Duration::ZERO).unwrap();
+    let events = events_until(&mut t, Duration::from_secs(10), |e| {
+        e.contains(&TransportEvent::Connected)
+    })
+    .await;
+    assert!(events.contains(&TransportEvent::Connected), "{events:?}");
+    for n in 101..=110 {
+        t.send(RecordId(n), &record(n)).unwrap();
+    }
+    // Collect for a while: reports about 1..=100 would show up here.
+    let mut later = events_until(&mut t, Duration::from_secs(4), |_| false).await;
+    later.extend(events);
+    assert_eq!(mentioned(&later), (101..=110).collect(), "{later:?}");
+    assert_eq!(
+        t.metrics().snapshot().producers_built,
+        2,
+        "A's producer held records: rebuilt"
+    );
+    t.close(Duration::from_secs(1)).await;
+}
+
+/// A session that ended with nothing outstanding keeps its producer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intact_producer_is_reused_across_sessions() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 1, 1).unwrap();
+    let mut t = RdkafkaTransport::new(RdkafkaConfig::new(cluster.bootstrap_servers())).unwrap();
+    connected(&mut t).await;
+    t.send(RecordId(1), &record(1)).unwrap();
+    let events = events_until(&mut t, Duration::from_secs(10), |e| !e.is_empty()).await;
+    assert_eq!(delivered_ids(&events), HashSet::from([1]));
+    connected(&mut t).await;
+    assert_eq!(t.metrics().snapshot().producers_built, 1);
+    t.close(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_brokers_down_is_link_lost_once() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 1, 1).unwrap();
+    let mut t = RdkafkaTransport::new(RdkafkaConfig::new(cluster.bootstrap_servers())).unwrap();
+    connected(&mut t).await;
+    t.send(RecordId(1), &record(1)).unwrap();
+    let _ = events_until(&mut t, Duration::from_secs(10), |e| !e.is_empty()).await;
+    cluster.broker_down(-1).unwrap();
+    let events = events_until(&mut t, Duration::from_secs(4), |_| false).await;
+    let lost = events
+        .iter()
+        .filter(|e| matches!(e, TransportEvent::LinkLost(_)))
+        .count();
+    assert_eq!(lost, 1, "{events:?}");
+    // Reconnecting while down fails with librdkafka's reason.
+    t.connect();
+    let events = events_until(&mut t, Duration::from_secs(10), |e| !e.is_empty()).await;
+    match events.as_slice() {
+        [TransportEvent::ConnectFailed(reason)] => {
+            assert!(
+                reason.contains("down") || reason.contains("transport"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing was outstanding when the link went: the producer is kept.
+    cluster.broker_up(-1).unwrap();
+    connected(&mut t).await;
+    t.send(RecordId(2), &record(2)).unwrap();
+    let events = events_until(&mut t, Duration::from_secs(10), |e| !e.is_empty()).await;
+    assert_eq!(delivered_ids(&events), HashSet::from([2]));
+    assert_eq!(t.metrics().snapshot().producers_built, 1);
+    t.close(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_full_is_backpressure_then_ready() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 1, 1).unwrap();
+    let config = RdkafkaConfig::new(cluster.bootstrap_servers())
+        .set("queue.buffering.max.messages", "10")
+        .set("linger.ms", "200");
+    let mut t = RdkafkaTransport::new(config).unwrap();
+    connected(&mut t).await;
+    let mut refused = None;
+    for n in 1..=20 {
+        if let Err(e) = t.send(RecordId(n), &record(n)) {
+            refused = Some((n, e));
+            break;
+        }
+    }
+    let (n, e) = refused.expect("librdkafka's queue holds 10");
+    assert_eq!(n, 11);
+    assert_eq!(e.class, ErrorClass::Backpressure, "{e}");
+    let events = events_until(&mut t, Duration::from_secs(10), |e| {
+        e.contains(&TransportEvent::Ready) && delivered_ids(e).len() == 10
+    })
+    .await;
+    let ready = events
+        .iter()
+        .filter(|e| **e == TransportEvent::Ready)
+        .count();
+    assert_eq!(ready, 1, "{events:?}");
+    assert_eq!(delivered_ids(&events), (1..=10).collect());
+    t.send(RecordId(11), &record(11)).expect("room again");
+    t.close(Duration::from_secs(5)).await;
+}
+
+#[test]
+fn invalid_property_is_reported_by_name() {
+    let err = RdkafkaTransport::new(RdkafkaConfig::new("localhost:9").set("no.such.property", "1"))
+        .unwrap_err();
+    match &err {
+        Error::InvalidProperty { name, .. } => assert_eq!(name, "no.such.property"),
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("no.such.property"), "{err}");
+}
+
+#[test]
+fn invalid_secret_value_is_not_echoed() {
+    // librdkafka validates enum values: an invalid one is echoed in its
+    // message, so a secret-looking property with a bad value must not be.
+    let err = RdkafkaTransport::new(
+        RdkafkaConfig::new("localhost:9").set("ssl.key.password.not.a.property", "TOPSECRET"),
+    )
+    .unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("TOPSECRET"), "{shown}");
+}
