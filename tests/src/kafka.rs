@@ -185,12 +185,3 @@ pub fn wait_ready(bootstrap: &str, timeout: Duration) -> Result<(), Error> {
         }
     }
 }
-
-/// Switches a proxy to [`Mode::Pass`] when dropped.
-pub struct Healed<'a>(pub &'a Proxy);
-
-impl Drop for Healed<'_> {
-    fn drop(&mut self) {
-        self.0.set_mode(Mode::Pass);
-    }
-}

@@ -40,6 +40,15 @@ fn commands(m: &mut Machine, now: Instant) -> (usize, Vec<u64>) {
     (connects, sent)
 }
 
+/// A machine whose first connect succeeded at `t0`.
+fn connected(t0: Instant) -> Machine {
+    let mut m = Machine::new(config().build().unwrap(), t0);
+    m.handle_timeout(t0);
+    let _ = commands(&mut m, t0);
+    m.handle_transport(TransportEvent::Connected, t0);
+    m
+}
+
 fn states(m: &mut Machine) -> Vec<State> {
     let mut out = Vec::new();
     while let Some(e) = m.poll_event() {
@@ -88,10 +97,7 @@ fn accepts_while_down_then_drains_in_order_with_a_window() {
 #[test]
 fn link_loss_puts_in_flight_back_in_front_and_backs_off() {
     let t0 = Instant::now();
-    let mut m = Machine::new(config().build().unwrap(), t0);
-    m.handle_timeout(t0);
-    let _ = commands(&mut m, t0);
-    m.handle_transport(TransportEvent::Connected, t0);
+    let mut m = connected(t0);
     for k in ["a", "a", "a", "a"] {
         m.enqueue(record(k), t0).unwrap();
     }
@@ -143,10 +149,7 @@ fn connect_timeout_and_refusals_back_off_exponentially_up_to_the_cap() {
 #[test]
 fn hung_link_is_detected_by_the_ack_timeout() {
     let t0 = Instant::now();
-    let mut m = Machine::new(config().build().unwrap(), t0);
-    m.handle_timeout(t0);
-    let _ = commands(&mut m, t0);
-    m.handle_transport(TransportEvent::Connected, t0);
+    let mut m = connected(t0);
     m.enqueue(record("a"), t0).unwrap();
     let _ = commands(&mut m, t0);
     let deadline = t0 + Duration::from_secs(5) + Duration::from_secs(5) / 64;
@@ -164,10 +167,7 @@ fn hung_link_is_detected_by_the_ack_timeout() {
 #[test]
 fn a_lost_ack_is_noticed_although_newer_records_keep_being_acknowledged() {
     let t0 = Instant::now();
-    let mut m = Machine::new(config().build().unwrap(), t0);
-    m.handle_timeout(t0);
-    let _ = commands(&mut m, t0);
-    m.handle_transport(TransportEvent::Connected, t0);
+    let mut m = connected(t0);
     m.enqueue(record("lost"), t0).unwrap();
     let _ = commands(&mut m, t0);
     let mut now = t0;
@@ -194,10 +194,7 @@ fn a_lost_ack_is_noticed_although_newer_records_keep_being_acknowledged() {
 #[test]
 fn after_a_retriable_failure_nothing_is_resent_until_flight_is_empty() {
     let t0 = Instant::now();
-    let mut m = Machine::new(config().build().unwrap(), t0);
-    m.handle_timeout(t0);
-    let _ = commands(&mut m, t0);
-    m.handle_transport(TransportEvent::Connected, t0);
+    let mut m = connected(t0);
     for k in ["a", "a", "a", "a"] {
         m.enqueue(record(k), t0).unwrap();
     }
@@ -240,10 +237,7 @@ fn after_a_retriable_failure_nothing_is_resent_until_flight_is_empty() {
 #[test]
 fn permanent_failure_dead_letters_and_does_not_block() {
     let t0 = Instant::now();
-    let mut m = Machine::new(config().build().unwrap(), t0);
-    m.handle_timeout(t0);
-    let _ = commands(&mut m, t0);
-    m.handle_transport(TransportEvent::Connected, t0);
+    let mut m = connected(t0);
     for k in ["a", "a"] {
         m.enqueue(record(k), t0).unwrap();
     }
@@ -386,10 +380,7 @@ fn shutdown_with_nothing_held_closes_at_once() {
 #[test]
 fn a_retried_record_waits_for_the_backoff_then_goes_first() {
     let t0 = Instant::now();
-    let mut m = Machine::new(config().build().unwrap(), t0);
-    m.handle_timeout(t0);
-    let _ = commands(&mut m, t0);
-    m.handle_transport(TransportEvent::Connected, t0);
+    let mut m = connected(t0);
     for k in ["a", "b", "c", "d"] {
         m.enqueue(record(k), t0).unwrap();
     }
