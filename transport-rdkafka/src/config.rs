@@ -96,6 +96,17 @@ fn is_overridden(name: &str, value: &str) -> bool {
 /// use the core's `ack_timeout`: it ends the whole session and the core
 /// resends everything unacknowledged, in order.
 ///
+/// # `message.max.bytes`: match the broker's limit
+///
+/// Set it to the broker's `message.max.bytes` (or the topic's
+/// `max.message.bytes`) when that is lower than librdkafka's default of
+/// 1 000 000. librdkafka then refuses an oversized record at hand-off, alone,
+/// and the core dead-letters just that record. Otherwise the broker refuses
+/// the whole produce batch that contains it with `MESSAGE_TOO_LARGE`, and
+/// librdkafka (unlike the Java client, which splits the batch) fails every
+/// record of that batch: all of them are dead-lettered with that reason, none
+/// is lost, but records that were not too large are among them.
+///
 /// # Secrets
 ///
 /// Values of properties whose name mentions a password, secret, key, token,
