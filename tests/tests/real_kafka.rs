@@ -134,6 +134,34 @@ impl Service {
                 )
             })
     }
+
+    /// After the broker became available at `available` (with `before`
+    /// records delivered then): waits for the first delivery, every handle,
+    /// and an independent read-back; prints the summary and asserts that
+    /// nothing failed, went missing or was reordered. Returns the number
+    /// delivered.
+    async fn recover_and_verify(
+        &mut self,
+        scenario: &str,
+        bootstrap: &str,
+        topic: &str,
+        available: Instant,
+        before: u64,
+    ) -> usize {
+        let first = first_delivery(&self.producer, before, Duration::from_secs(60)).await;
+        let (delivered, failed) = self.settle(Duration::from_secs(120)).await;
+        assert!(failed.is_empty(), "{failed:?}");
+        let (report, _) = read_back(bootstrap, topic, &self.sent).await;
+        summary(
+            scenario,
+            self.sent.len(),
+            delivered,
+            &report,
+            Some(first - available),
+        );
+        assert!(report.is_clean(), "{report:?}");
+        delivered
+    }
 }
 
 /// Polls `delivered` until it grows past `baseline`; returns when.
@@ -209,19 +237,10 @@ fn kafka_not_running_when_the_services_start() {
             .await
             .unwrap();
         let available = Instant::now();
-        let first = first_delivery(&svc.producer, 0, Duration::from_secs(60)).await;
-        let (delivered, failed) = svc.settle(Duration::from_secs(120)).await;
-        assert!(failed.is_empty(), "{failed:?}");
+        let delivered = svc
+            .recover_and_verify("1 down at start", &kafka.bootstrap(), &topic, available, 0)
+            .await;
         assert_eq!(delivered, 10_000);
-        let (report, _) = read_back(&kafka.bootstrap(), &topic, &svc.sent).await;
-        summary(
-            "1 down at start",
-            10_000,
-            delivered,
-            &report,
-            Some(first - available),
-        );
-        assert!(report.is_clean(), "{report:?}");
         assert!(svc.producer.close(Duration::from_secs(5)).await.is_empty());
     });
 }
@@ -241,19 +260,15 @@ fn broker_crash_in_the_middle_of_a_stream() {
         kafka.restart().await.unwrap();
         let available = Instant::now();
         svc.send_many(&topic, 5_000, 40).await;
-        let first = first_delivery(&svc.producer, before, Duration::from_secs(60)).await;
-        let (delivered, failed) = svc.settle(Duration::from_secs(120)).await;
-        assert!(failed.is_empty(), "{failed:?}");
-        let (report, _) = read_back(&kafka.bootstrap(), &topic, &svc.sent).await;
-        summary(
+        svc.recover_and_verify(
             "2 broker crash",
-            svc.sent.len(),
-            delivered,
-            &report,
-            Some(first - available),
-        );
+            &kafka.bootstrap(),
+            &topic,
+            available,
+            before,
+        )
+        .await;
         assert!(svc.producer.stats().link_losses >= 1);
-        assert!(report.is_clean(), "{report:?}");
     });
 }
 
@@ -284,19 +299,15 @@ fn hung_broker_behind_a_blackhole_partition() {
         let before = svc.producer.stats().delivered;
         kafka.set_network(Mode::Pass);
         let available = Instant::now();
-        let first = first_delivery(&svc.producer, before, Duration::from_secs(60)).await;
-        let (delivered, failed) = svc.settle(Duration::from_secs(120)).await;
-        assert!(failed.is_empty(), "{failed:?}");
-        let (report, _) = read_back(&kafka.bootstrap(), &topic, &svc.sent).await;
         eprintln!("hang noticed after {} ms", noticed.as_millis());
-        summary(
+        svc.recover_and_verify(
             "3 blackhole 30 s",
-            svc.sent.len(),
-            delivered,
-            &report,
-            Some(first - available),
-        );
-        assert!(report.is_clean(), "{report:?}");
+            &kafka.bootstrap(),
+            &topic,
+            available,
+            before,
+        )
+        .await;
     });
 }
 
@@ -406,18 +417,9 @@ fn outage_longer_than_librdkafka_message_timeout() {
         let before = svc.producer.stats().delivered;
         kafka.restart().await.unwrap();
         let available = Instant::now();
-        let first = first_delivery(&svc.producer, before, Duration::from_secs(60)).await;
-        let (delivered, failed) = svc.settle(Duration::from_secs(120)).await;
-        assert!(failed.is_empty(), "{failed:?}");
-        let (report, _) = read_back(&kafka.bootstrap(), &topic, &svc.sent).await;
-        summary(
-            "6 outage 15 s > message.timeout.ms 5 s",
-            svc.sent.len(),
-            delivered,
-            &report,
-            Some(first - available),
-        );
-        assert!(report.is_clean(), "{report:?}");
+        let scenario = "6 outage 15 s > message.timeout.ms 5 s";
+        svc.recover_and_verify(scenario, &kafka.bootstrap(), &topic, available, before)
+            .await;
     });
 }
 
