@@ -90,7 +90,7 @@ pub use config::{BackoffConfig, Config, ConfigBuilder, ConfigError, HealthConfig
 pub use driver::*;
 pub use event::{Command, EnqueueError, Event};
 pub use machine::{BACKPRESSURE_PAUSE, Machine};
-pub use record::{Record, RecordId};
+pub use record::{Bytes, Header, Record, RecordId};
 pub use spool::{DurableError, Room, SPOOL_CLOSE_GRACE, Spool, SpoolSignal};
 pub use state::State;
 pub use stats::{Health, Stats, Verdict};

@@ -1,7 +1,16 @@
 //! The unit of work: a [`Record`] the application hands over, and the
 //! [`RecordId`] the producer gives it when it is Accepted.
+//!
+//! Record contents are cheap to share: the topic is an `Arc<str>`, key,
+//! payload and header values are [`Bytes`], and header names are
+//! `Cow<'static, str>`. Build records from shared parts (a topic held as an
+//! `Arc<str>`, payloads as `Bytes`) and the producer copies nothing.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
+
+pub use bytes::Bytes;
 
 /// Identifier the producer gives a record when it accepts it.
 ///
@@ -16,25 +25,45 @@ impl fmt::Display for RecordId {
     }
 }
 
+/// One Kafka header: a name and a value.
+pub type Header = (Cow<'static, str>, Bytes);
+
 /// One record for Kafka: topic, optional key, payload and headers.
 ///
 /// Records with the same key reach the same partition, in the order they
 /// were sent (see the crate docs for the exact guarantee).
+///
+/// ```
+/// use std::sync::Arc;
+/// use robust_producer::{Bytes, Record};
+///
+/// // Held once by the service and shared by every record: no copies.
+/// let topic: Arc<str> = Arc::from("patient-events");
+/// let record = Record::new(topic.clone(), Bytes::from_static(b"{\"id\":7}"))
+///     .with_key("patient-7")
+///     .with_header("event_type", "PatientRegistered");
+/// assert_eq!(record.header("event_type"), Some(&b"PatientRegistered"[..]));
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Record {
     /// Destination topic.
-    pub topic: String,
+    pub topic: Arc<str>,
     /// Partitioning key; `None` lets the transport choose the partition.
-    pub key: Option<Vec<u8>>,
+    pub key: Option<Bytes>,
     /// Message value.
-    pub payload: Vec<u8>,
+    pub payload: Bytes,
     /// Kafka headers, in order.
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: Vec<Header>,
 }
 
 impl Record {
     /// A record for `topic` carrying `payload`, with no key and no headers.
-    pub fn new(topic: impl Into<String>, payload: impl Into<Vec<u8>>) -> Self {
+    ///
+    /// `topic` is anything that converts into an `Arc<str>`: pass a clone
+    /// of an `Arc<str>` to share it, or a `&str`/`String` to copy it.
+    /// `payload` converts into [`Bytes`] without copying from a `Vec<u8>`,
+    /// a `String`, a `&'static [u8]`/`&'static str` or `Bytes` itself.
+    pub fn new(topic: impl Into<Arc<str>>, payload: impl Into<Bytes>) -> Self {
         Self {
             topic: topic.into(),
             key: None,
@@ -45,14 +74,18 @@ impl Record {
 
     /// Sets the partitioning key.
     #[must_use]
-    pub fn with_key(mut self, key: impl Into<Vec<u8>>) -> Self {
+    pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
         self.key = Some(key.into());
         self
     }
 
-    /// Appends a header.
+    /// Appends a header. A `&'static str` name is not copied.
     #[must_use]
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+    pub fn with_header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Bytes>,
+    ) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
@@ -62,14 +95,14 @@ impl Record {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| v.as_ref())
     }
 
     /// Bytes this record counts against the queue's byte bound: topic, key,
     /// payload and headers.
     pub fn size(&self) -> usize {
         self.topic.len()
-            + self.key.as_ref().map_or(0, Vec::len)
+            + self.key.as_ref().map_or(0, Bytes::len)
             + self.payload.len()
             + self
                 .headers
@@ -84,7 +117,7 @@ impl fmt::Debug for Record {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Record")
             .field("topic", &self.topic)
-            .field("key_len", &self.key.as_ref().map(Vec::len))
+            .field("key_len", &self.key.as_ref().map(Bytes::len))
             .field("payload_len", &self.payload.len())
             .field(
                 "headers",

@@ -398,7 +398,7 @@ fn block_policy_waits_for_room_then_gives_up_at_its_timeout() {
     h.advance(Duration::from_millis(500));
     match poll_once(&mut blocked) {
         Poll::Ready(Err(EnqueueError::QueueFull { record, .. })) => {
-            assert_eq!(record.key.unwrap(), b"e")
+            assert_eq!(record.key.unwrap(), &b"e"[..])
         }
         other => panic!("{other:?}"),
     }

@@ -463,7 +463,7 @@ impl Sim {
                             "{id} sent after it was acknowledged"
                         );
                         prop_assert!(!self.settled(id), "{id} sent after it settled");
-                        prop_assert_eq!(key, Some(vec![self.key_of[&id]]));
+                        prop_assert_eq!(key.as_deref(), Some(&[self.key_of[&id]][..]));
                         if let Some(t) = self.retriable_failed_at.get(&id) {
                             prop_assert!(self.now >= *t + INITIAL, "{id} retried without waiting");
                         }

@@ -185,7 +185,7 @@ impl Transport for Conn {
 
     fn send(&mut self, id: RecordId, record: &Record) -> Result<(), TransportError> {
         let mut s = self.broker.0.lock().unwrap();
-        s.log.push(record.payload.clone());
+        s.log.push(record.payload.to_vec());
         if s.hold {
             s.held.push_back(id);
         } else {
@@ -269,7 +269,7 @@ async fn a_full_spool_meets_the_overflow_policy() {
     drop(producer.send(rec("b")).await.unwrap());
     let e = producer.send(rec("c")).await.unwrap_err();
     assert!(matches!(e, EnqueueError::SpoolFull { .. }), "{e}");
-    assert_eq!(e.into_record().payload, b"c");
+    assert_eq!(e.into_record().payload, &b"c"[..]);
 
     // DropNewest: accepted, dropped, never spooled.
     let spool = MemSpool::new(1, Vec::new());
@@ -401,6 +401,6 @@ fn drop_oldest_for_the_extra_bound_stops_at_a_record_in_flight() {
     assert_eq!(m.oldest_held(), Some(RecordId(1)));
     assert_eq!(
         m.record(RecordId(2)).map(|r| r.payload.clone()),
-        Some(b"2".to_vec())
+        Some(robust_producer::Bytes::from_static(b"2"))
     );
 }

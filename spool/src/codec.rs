@@ -13,7 +13,9 @@
 //! All integers are little-endian. Decoding checks every length against the
 //! bytes that remain and requires the input to be consumed exactly.
 
-use robust_producer::Record;
+use std::borrow::Cow;
+
+use robust_producer::{Bytes, Record};
 
 /// Why a payload is not a valid encoded record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -113,12 +115,12 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         0 => None,
         1 => {
             let n = r.u32("key length")?;
-            Some(r.take(n, "key")?.to_vec())
+            Some(Bytes::copy_from_slice(r.take(n, "key")?))
         }
         tag => return Err(DecodeError::KeyTag(tag)),
     };
     let n = r.u32("payload length")?;
-    let payload = r.take(n, "payload")?.to_vec();
+    let payload = Bytes::copy_from_slice(r.take(n, "payload")?);
     let count = usize::from(r.u16("header count")?);
     // Every header takes at least 6 bytes: never reserve more than the
     // input can hold.
@@ -127,13 +129,16 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         let name_len = usize::from(r.u16("header name length")?);
         let name = r.text(name_len, "header name")?;
         let n = r.u32("header value length")?;
-        headers.push((name, r.take(n, "header value")?.to_vec()));
+        headers.push((
+            Cow::Owned(name),
+            Bytes::copy_from_slice(r.take(n, "header value")?),
+        ));
     }
     if !r.bytes.is_empty() {
         return Err(DecodeError::Trailing(r.bytes.len()));
     }
     Ok(Record {
-        topic,
+        topic: topic.into(),
         key,
         payload,
         headers,

@@ -44,7 +44,7 @@ impl Matcher {
     pub fn topic(topic: impl Into<String>) -> Self {
         let topic = topic.into();
         let desc = format!("topic == {topic:?}");
-        Self::new(desc, move |_, r| r.topic == topic)
+        Self::new(desc, move |_, r| *r.topic == *topic)
     }
 
     /// Records whose key is `key`.
@@ -426,7 +426,7 @@ mod tests {
     use super::*;
 
     fn rec(key: &str) -> Record {
-        Record::new("t", "payload").with_key(key)
+        Record::new("t", "payload").with_key(key.to_owned())
     }
 
     #[test]

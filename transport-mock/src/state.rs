@@ -309,9 +309,9 @@ impl Shared {
     fn locate(&mut self, li: usize, id: RecordId, record: &Record) -> (usize, u32) {
         let cached = self.links[li].topic_cache;
         let t = match self.topics.get(cached) {
-            Some(tl) if tl.name == record.topic => cached,
+            Some(tl) if *tl.name == *record.topic => cached,
             _ => {
-                let t = match self.topic_index.get(record.topic.as_str()) {
+                let t = match self.topic_index.get(&*record.topic) {
                     Some(&t) => t,
                     None => self.create_topic(&record.topic, self.default_partitions),
                 };

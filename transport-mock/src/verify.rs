@@ -77,7 +77,7 @@ pub enum VerifyError {
 pub(crate) fn default_identity(record: &Record) -> Vec<u8> {
     record
         .header("event_id")
-        .map_or_else(|| record.payload.clone(), <[u8]>::to_vec)
+        .map_or_else(|| record.payload.to_vec(), <[u8]>::to_vec)
 }
 
 fn show(bytes: &[u8]) -> String {
@@ -97,9 +97,9 @@ pub(crate) fn verify<'a>(
     let mut idents: Vec<Vec<u8>> = Vec::new();
     for (i, r) in expected.into_iter().enumerate() {
         let ident = identity(r);
-        if index.insert((r.topic.as_str(), ident.clone()), i).is_some() {
+        if index.insert((&*r.topic, ident.clone()), i).is_some() {
             return Err(VerifyError::AmbiguousIdentity {
-                topic: r.topic.clone(),
+                topic: r.topic.to_string(),
                 identity: show(&ident),
             });
         }

@@ -357,7 +357,7 @@ async fn rejected_records_are_dead_lettered_and_the_rest_delivered_in_order() {
     for n in 0..1_000u64 {
         let mut r = event(n, 10);
         if n % 10 == 3 {
-            r.payload = vec![b'x'; 1_000];
+            r.payload = vec![b'x'; 1_000].into();
         }
         s.send(r).await;
     }

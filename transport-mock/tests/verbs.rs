@@ -16,7 +16,7 @@ const TOPIC: &str = "events";
 
 fn rec(key: &str, n: u64) -> Record {
     Record::new(TOPIC, format!("payload {n}"))
-        .with_key(key)
+        .with_key(key.to_owned())
         .with_header("event_id", format!("e{n}"))
 }
 
@@ -710,7 +710,7 @@ fn verify_reports_missing_and_out_of_order_records() {
     ));
     // A custom identity: the payload.
     let v = broker
-        .verify_with(&[sent[0].clone()], |r| r.payload.clone())
+        .verify_with(&[sent[0].clone()], |r| r.payload.to_vec())
         .unwrap();
     assert_eq!(v.unexpected, 2);
 }

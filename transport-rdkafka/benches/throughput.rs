@@ -37,6 +37,7 @@
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -49,7 +50,7 @@ use rdkafka::producer::{
     BaseProducer, BaseRecord, DeliveryResult, FutureProducer, FutureRecord, Producer as _,
     ProducerContext,
 };
-use robust_producer::{Config, Producer, Record, State, TokioRuntime};
+use robust_producer::{Bytes, Config, Producer, Record, State, TokioRuntime};
 use robust_producer_rdkafka::{RdkafkaConfig, RdkafkaTransport};
 
 const PAYLOAD: usize = 100;
@@ -103,18 +104,18 @@ fn kafka_config(bootstrap: &str) -> ClientConfig {
 
 #[derive(Clone)]
 struct Data {
-    payload: Vec<u8>,
-    keys: Vec<String>,
+    payload: Bytes,
+    keys: Vec<Bytes>,
 }
 
 impl Data {
     fn new() -> Self {
         Self {
-            payload: vec![b'p'; PAYLOAD],
-            keys: (0..KEYS).map(|k| format!("key-{k:04}")).collect(),
+            payload: Bytes::from(vec![b'p'; PAYLOAD]),
+            keys: (0..KEYS).map(|k| format!("key-{k:04}").into()).collect(),
         }
     }
-    fn key(&self, i: u64) -> &str {
+    fn key(&self, i: u64) -> &Bytes {
         &self.keys[i as usize % KEYS]
     }
 }
@@ -194,8 +195,8 @@ fn raw_base_producer(bootstrap: &str, topic: &str, n: u64, data: &Data) -> Run {
             value: Some(id.as_bytes()),
         });
         let mut record = BaseRecord::to(topic)
-            .key(data.key(i))
-            .payload(data.payload.as_slice())
+            .key(&data.key(i)[..])
+            .payload(&data.payload[..])
             .headers(headers);
         loop {
             match producer.send(record) {
@@ -246,8 +247,8 @@ async fn future_producer(bootstrap: &str, topic: &str, n: u64, data: &Data) -> R
             value: Some(id.as_bytes()),
         });
         let mut record = FutureRecord::to(topic)
-            .key(data.key(i))
-            .payload(data.payload.as_slice())
+            .key(&data.key(i)[..])
+            .payload(&data.payload[..])
             .headers(headers);
         loop {
             match producer.send_result(record) {
@@ -284,9 +285,11 @@ fn robust_config(args: &Args, queued: u64) -> Config {
         .unwrap()
 }
 
-fn robust_record(topic: &str, i: u64, data: &Data) -> Record {
-    Record::new(topic, data.payload.clone())
-        .with_key(data.key(i))
+/// The same record as the raw variants send, built as a service would:
+/// topic, payload and key shared, the event id owned.
+fn robust_record(topic: &Arc<str>, i: u64, data: &Data) -> Record {
+    Record::new(Arc::clone(topic), data.payload.clone())
+        .with_key(data.key(i).clone())
         .with_header("event_id", event_id(i))
 }
 
@@ -304,10 +307,11 @@ async fn robust_producer(args: &Args, bootstrap: &str, topic: &str, n: u64, data
     let transport = RdkafkaTransport::new(RdkafkaConfig::new(bootstrap)).unwrap();
     let producer = Producer::builder(robust_config(args, n)).start(transport, TokioRuntime::new());
     wait_state(&producer, State::Connected).await;
+    let topic: Arc<str> = Arc::from(topic);
     let t0 = Instant::now();
     let c0 = process_cpu();
     for i in 0..n {
-        drop(producer.send(robust_record(topic, i, data)).await.unwrap());
+        drop(producer.send(robust_record(&topic, i, data)).await.unwrap());
         if i % YIELD_EVERY == YIELD_EVERY - 1 {
             tokio::task::yield_now().await;
         }
@@ -344,9 +348,10 @@ async fn robust_backlog(
     let transport = RdkafkaTransport::new(RdkafkaConfig::new(cluster.bootstrap_servers())).unwrap();
     let metrics = transport.metrics();
     let producer = Producer::builder(robust_config(args, n)).start(transport, TokioRuntime::new());
+    let topic: Arc<str> = Arc::from(topic);
     let t0 = Instant::now();
     for i in 0..n {
-        drop(producer.send(robust_record(topic, i, data)).await.unwrap());
+        drop(producer.send(robust_record(&topic, i, data)).await.unwrap());
     }
     let accept_rate = n as f64 / t0.elapsed().as_secs_f64();
     assert_eq!(producer.stats().delivered, 0);

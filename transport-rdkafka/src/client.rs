@@ -460,16 +460,16 @@ impl Client {
             )));
         };
         let mut r: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(&record.topic, opaque).payload(record.payload.as_slice());
+            BaseRecord::with_opaque_to(&record.topic, opaque).payload(&record.payload[..]);
         if let Some(key) = &record.key {
-            r = r.key(key.as_slice());
+            r = r.key(&key[..]);
         }
         if !record.headers.is_empty() {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
             for (name, value) in &record.headers {
                 headers = headers.insert(Header {
                     key: name,
-                    value: Some(value.as_slice()),
+                    value: Some(&value[..]),
                 });
             }
             r = r.headers(headers);

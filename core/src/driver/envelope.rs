@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::Record;
+use crate::record::{Bytes, Record};
 
 /// Version written in the envelope's `version` field.
 pub const ENVELOPE_VERSION: &str = "1.0";
@@ -59,7 +59,7 @@ impl<P: Serialize> EventEnvelope<P> {
             .with_header(EVENT_ID_HEADER, self.event_id)
             .with_header(EVENT_TYPE_HEADER, self.event_type)
             .with_header(PRODUCER_HEADER, self.producer);
-        record.key = key.map(|k| k.as_bytes().to_vec());
+        record.key = key.map(|k| Bytes::copy_from_slice(k.as_bytes()));
         Ok(record)
     }
 }

@@ -105,7 +105,7 @@ impl Transport for TestTransport {
         if !s.up {
             return Err(TransportError::link("broker down"));
         }
-        s.log.push(record.payload.clone());
+        s.log.push(record.payload.to_vec());
         if s.hold {
             s.held.push_back(id);
         } else if let Some(tx) = &s.events {
