@@ -183,6 +183,14 @@ pub trait Transport: Send {
     /// Waits for the next event. Must be cancel-safe.
     async fn next_event(&mut self) -> TransportEvent;
 
+    /// The driver has nothing to do and is about to sleep until
+    /// [`Transport::next_event`] wakes it (or the application gives it
+    /// work): until then it calls nothing. A transport that does work on
+    /// the driver's thread while it is busy (for example serving its
+    /// client's callbacks inside [`Transport::try_next_event`]) hands that
+    /// work to its own thread here. The default does nothing.
+    fn idle(&mut self) {}
+
     /// Delivers what it can within `timeout`, then releases the client.
     async fn close(&mut self, timeout: Duration);
 }

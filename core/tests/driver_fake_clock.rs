@@ -100,6 +100,8 @@ struct Script {
     waker: Option<Waker>,
     closed: bool,
     refuse_sends: bool,
+    /// Records handed off when each `idle` call came.
+    idles: Vec<usize>,
 }
 
 #[derive(Clone, Default)]
@@ -158,6 +160,11 @@ impl Transport for Scripted {
     }
     async fn close(&mut self, _timeout: Duration) {
         self.0.lock().unwrap().closed = true;
+    }
+    fn idle(&mut self) {
+        let mut s = self.0.lock().unwrap();
+        let sent = s.sent.len();
+        s.idles.push(sent);
     }
 }
 
@@ -225,6 +232,12 @@ impl Harness {
     fn connect(&mut self) {
         self.transport.push(TransportEvent::Connected);
         self.run();
+    }
+
+    /// Polls the driver once.
+    fn poll_driver(&mut self) -> Poll<()> {
+        let mut cx = Context::from_waker(Waker::noop());
+        self.driver.as_mut().unwrap().as_mut().poll(&mut cx)
     }
 }
 
@@ -498,4 +511,48 @@ fn dropping_every_handle_delivers_for_the_grace_period_then_dead_letters() {
     let dead = h.dead.lock().unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].reason, DeadLetterReason::Abandoned);
+}
+
+#[test]
+fn driver_tells_the_transport_when_it_goes_idle_and_only_then() {
+    let mut h = Harness::new(config().build().unwrap());
+    h.connect();
+    let idles = |h: &Harness| h.transport.0.lock().unwrap().idles.clone();
+    let before = idles(&h).len();
+
+    let _handles: Vec<_> = (0..6)
+        .map(|i| h.producer.try_send(rec(&format!("k{i}"))).unwrap())
+        .collect();
+    assert!(h.poll_driver().is_pending());
+    // One poll: the window (4) handed off, then idle, once, after the sends.
+    assert_eq!(h.transport.sent(), vec![1, 2, 3, 4]);
+    assert_eq!(idles(&h)[before..], [4]);
+
+    // Acks free the window: the next poll sends the rest, then goes idle.
+    h.transport.ack_all();
+    assert!(h.poll_driver().is_pending());
+    assert_eq!(h.transport.sent(), vec![5, 6]);
+    assert_eq!(idles(&h)[before..], [4, 2]);
+
+    // A poll that ends because the driver yields while still busy is not
+    // idle: 5000 records take more than one poll's rounds to hand off.
+    let mut h = Harness::new(
+        config()
+            .max_queued_records(10_000)
+            .max_in_flight(10_000)
+            .build()
+            .unwrap(),
+    );
+    h.connect();
+    let before = idles(&h).len();
+    let _handles: Vec<_> = (0..5000)
+        .map(|i| h.producer.try_send(rec(&format!("k{i}"))).unwrap())
+        .collect();
+    assert!(h.poll_driver().is_pending());
+    let sent = h.transport.sent().len();
+    assert!(sent > 0 && sent < 5000, "{sent}");
+    assert_eq!(idles(&h).len(), before, "yielded while busy: not idle");
+    assert!(h.poll_driver().is_pending());
+    assert_eq!(h.transport.sent().len(), 5000);
+    assert_eq!(idles(&h)[before..], [5000]);
 }

@@ -63,6 +63,7 @@ struct Args {
     rounds: usize,
     partitions: i32,
     max_in_flight: usize,
+    queue: u64,
     variants: String,
 }
 
@@ -73,6 +74,7 @@ fn args() -> Args {
         rounds: 3,
         partitions: 8,
         max_in_flight: Config::builder().build().unwrap().max_in_flight(),
+        queue: Config::builder().build().unwrap().max_queued_records() as u64,
         variants: "raw,ours,ours-mt,future".to_owned(),
     };
     let mut it = std::env::args().skip(1);
@@ -84,6 +86,7 @@ fn args() -> Args {
             "--rounds" => a.rounds = value().expect("--rounds N") as usize,
             "--partitions" => a.partitions = value().expect("--partitions N") as i32,
             "--max-in-flight" => a.max_in_flight = value().expect("--max-in-flight N") as usize,
+            "--queue" => a.queue = value().expect("--queue N"),
             "--variants" => a.variants = it.next().expect("--variants raw,ours,future"),
             _ => {} // `cargo bench` passes --bench
         }
@@ -277,7 +280,7 @@ async fn future_producer(bootstrap: &str, topic: &str, n: u64, data: &Data) -> R
 
 fn robust_config(args: &Args, queued: u64) -> Config {
     Config::builder()
-        .max_queued_records(queued as usize + 1)
+        .max_queued_records(queued as usize)
         .max_queued_bytes(4 << 30)
         .max_in_flight(args.max_in_flight)
         .seed(1)
@@ -305,7 +308,8 @@ const YIELD_EVERY: u64 = 256;
 
 async fn robust_producer(args: &Args, bootstrap: &str, topic: &str, n: u64, data: &Data) -> Run {
     let transport = RdkafkaTransport::new(RdkafkaConfig::new(bootstrap)).unwrap();
-    let producer = Producer::builder(robust_config(args, n)).start(transport, TokioRuntime::new());
+    let producer =
+        Producer::builder(robust_config(args, args.queue)).start(transport, TokioRuntime::new());
     wait_state(&producer, State::Connected).await;
     let topic: Arc<str> = Arc::from(topic);
     let t0 = Instant::now();

@@ -39,10 +39,12 @@ use crate::metrics::Counters;
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// While the transport's owner served delivery reports itself this recently
-/// (see [`Client::poll_inline`]), the poll thread stays out of the way.
+/// (see [`Client::poll_inline`]) and has not handed over since
+/// ([`Client::hand_over`]), the poll thread stays out of the way.
 const INLINE_ACTIVE: Duration = Duration::from_millis(5);
 
-/// The poll thread's nap while the owner serves delivery reports itself.
+/// The poll thread's nap while the owner serves delivery reports itself;
+/// [`Client::hand_over`] cuts it short.
 const INLINE_NAP: Duration = Duration::from_millis(1);
 
 /// Milliseconds since the first call, on a monotonic clock.
@@ -54,6 +56,13 @@ fn mono_ms() -> u64 {
 
 /// The librdkafka producer type used.
 pub(crate) type RdProducer = BaseProducer<Context>;
+
+/// Serves one batch of librdkafka's events (waiting up to `timeout` for
+/// one), then wakes the driver once for the delivery reports it queued.
+fn poll(producer: &RdProducer, timeout: Duration) {
+    producer.poll(timeout);
+    producer.context().events.notify();
+}
 
 const PROBING: u64 = 0;
 const UP: u64 = 1;
@@ -97,6 +106,9 @@ pub(crate) struct Context {
     last_error: Mutex<Option<String>>,
     /// [`mono_ms`] of the owner's last inline poll.
     inline_polled_at: AtomicU64,
+    /// The owner went idle after its last inline poll: the poll thread
+    /// serves librdkafka's events until the owner polls inline again.
+    handed_over: AtomicBool,
 }
 
 impl Context {
@@ -112,6 +124,7 @@ impl Context {
             producer: OnceLock::new(),
             last_error: Mutex::new(None),
             inline_polled_at: AtomicU64::new(0),
+            handed_over: AtomicBool::new(true),
         }
     }
 
@@ -121,6 +134,12 @@ impl Context {
 
     fn push(&self, generation: u64, event: TransportEvent) {
         self.events.push(generation, event);
+    }
+
+    /// For delivery reports, which librdkafka serves only inside `poll`:
+    /// queued without a wake-up; [`poll`] wakes the driver once per batch.
+    fn push_report(&self, generation: u64, event: TransportEvent) {
+        self.events.push_quietly(generation, event);
     }
 
     fn set_last_error(&self, reason: String) {
@@ -274,7 +293,7 @@ impl ProducerContext for Context {
         match result {
             Ok(message) => {
                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
-                self.push(
+                self.push_report(
                     generation,
                     TransportEvent::Delivered(Ack {
                         id,
@@ -289,7 +308,7 @@ impl ProducerContext for Context {
             }
         }
         if self.backpressured.swap(false, Ordering::AcqRel) {
-            self.push(generation, TransportEvent::Ready);
+            self.push_report(generation, TransportEvent::Ready);
         }
     }
 }
@@ -306,7 +325,7 @@ impl Context {
         match delivery_failure(code) {
             Disposition::Record(e) => {
                 debug!(%id, reason = %e.reason, "record failed");
-                self.push(generation, TransportEvent::Failed { id, error: e });
+                self.push_report(generation, TransportEvent::Failed { id, error: e });
             }
             Disposition::Session(reason) => {
                 self.end_session(format!("{id} failed: {reason}"), true);
@@ -354,10 +373,10 @@ impl Client {
                     while !stop.load(Ordering::Acquire) {
                         let since =
                             mono_ms().saturating_sub(ctx.inline_polled_at.load(Ordering::Relaxed));
-                        if since < active {
-                            std::thread::sleep(INLINE_NAP);
+                        if since < active && !ctx.handed_over.load(Ordering::Acquire) {
+                            std::thread::park_timeout(INLINE_NAP);
                         } else {
-                            producer.poll(POLL_INTERVAL);
+                            poll(&producer, POLL_INTERVAL);
                         }
                     }
                 })
@@ -392,16 +411,29 @@ impl Client {
     /// calling thread, without waiting. A busy driver calls this from
     /// `try_next_event`: the reports are then handled on the thread that
     /// handed the records off (cheaper frees, no cross-thread wake-up), and
-    /// the poll thread only naps. When the driver stops calling it, the poll
-    /// thread takes over within [`INLINE_ACTIVE`].
+    /// the poll thread only naps. When the driver goes idle it calls
+    /// [`Client::hand_over`]; if it just stops calling this, the poll thread
+    /// takes over within [`INLINE_ACTIVE`].
     pub(crate) fn poll_inline(&self) {
         if self.outstanding() == 0 {
             return;
         }
-        self.context()
-            .inline_polled_at
-            .store(mono_ms(), Ordering::Relaxed);
-        self.producer.poll(Duration::ZERO);
+        let ctx = self.context();
+        ctx.inline_polled_at.store(mono_ms(), Ordering::Relaxed);
+        ctx.handed_over.store(false, Ordering::Release);
+        poll(&self.producer, Duration::ZERO);
+    }
+
+    /// The owner goes idle: the poll thread serves librdkafka's events (and
+    /// wakes the owner through the event queue) from now on, at once rather
+    /// than after [`INLINE_ACTIVE`].
+    pub(crate) fn hand_over(&self) {
+        let ctx = self.context();
+        if !ctx.handed_over.swap(true, Ordering::AcqRel)
+            && let Some(poller) = &self.poller
+        {
+            poller.thread().unpark();
+        }
     }
 
     /// Records handed off and not yet reported.

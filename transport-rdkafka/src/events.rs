@@ -59,18 +59,45 @@ impl EventQueue {
 
     /// Queues an event of session `generation` and wakes the waiting task.
     pub(crate) fn push(&self, generation: u64, event: TransportEvent) {
-        if generation != self.generation() {
-            self.counters.stale_events.fetch_add(1, Ordering::Relaxed);
-            return;
+        if let Some(w) = self
+            .enqueue(generation, event)
+            .and_then(|mut g| g.waker.take())
+        {
+            w.wake();
         }
+    }
+
+    /// Queues an event of session `generation` without waking anyone: for
+    /// the delivery reports of one `poll` call, which end with one
+    /// [`notify`](Self::notify) instead of one wake-up per report (a waiting
+    /// task would otherwise be woken, run and re-register once per report).
+    pub(crate) fn push_quietly(&self, generation: u64, event: TransportEvent) {
+        let _ = self.enqueue(generation, event);
+    }
+
+    /// Wakes the waiting task if events are queued.
+    pub(crate) fn notify(&self) {
         let waker = {
             let mut g = self.lock();
-            g.events.push_back((generation, event));
+            if g.events.is_empty() {
+                return;
+            }
             g.waker.take()
         };
         if let Some(w) = waker {
             w.wake();
         }
+    }
+
+    /// Queues the event unless it is stale; returns the lock it took.
+    fn enqueue(&self, generation: u64, event: TransportEvent) -> Option<MutexGuard<'_, Pending>> {
+        if generation != self.generation() {
+            self.counters.stale_events.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let mut g = self.lock();
+        g.events.push_back((generation, event));
+        Some(g)
     }
 
     /// Moves every queued event to `into` (which must be empty), in order.
@@ -114,5 +141,35 @@ mod tests {
         let mut out = VecDeque::new();
         q.take_all(&mut out);
         assert_eq!(out, VecDeque::from([(2, TransportEvent::Ready)]));
+    }
+
+    /// Counts its wake-ups.
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn quiet_pushes_wake_once_on_notify() {
+        let q = EventQueue::new(Arc::new(Counters::default()));
+        q.set_generation(1);
+        let count = Arc::new(CountingWaker(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let mut cx = Context::from_waker(&waker);
+        let mut out = VecDeque::new();
+        assert!(q.take_or_register(&mut out, &mut cx).is_pending());
+        q.notify(); // nothing queued: no wake-up
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        q.push_quietly(1, TransportEvent::Ready);
+        q.push_quietly(1, TransportEvent::Connected);
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        q.notify();
+        q.notify(); // the waker was used up
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(q.take_or_register(&mut out, &mut cx).is_ready());
+        assert_eq!(out.len(), 2);
     }
 }

@@ -29,11 +29,15 @@
 //! ## How it works
 //!
 //! * **Delivery callbacks, not futures.** Records go to a librdkafka
-//!   `BaseProducer`; a dedicated poll thread serves its delivery reports,
-//!   which librdkafka hands over in batches, and turns each into a
-//!   `Delivered` (with partition and offset) or `Failed` event on a queue the
-//!   driver drains in batches ([`Transport::try_next_event`](robust_producer::Transport::try_next_event)). There is no
-//!   future, channel or allocation per record on the transport's side
+//!   `BaseProducer`. Its delivery reports, which librdkafka hands over in
+//!   batches, become `Delivered` (with partition and offset) or `Failed`
+//!   events on a queue the driver drains in batches
+//!   ([`Transport::try_next_event`](robust_producer::Transport::try_next_event)).
+//!   While the driver is busy it serves the reports itself, on its own
+//!   thread, as raw rdkafka code polling inline does; when it goes idle
+//!   ([`Transport::idle`](robust_producer::Transport::idle)) a dedicated
+//!   poll thread takes over at once and wakes it once per batch. There is
+//!   no future, channel or allocation per record on the transport's side
 //!   besides librdkafka's own copy.
 //! * **Sessions.** `connect` starts a session with a metadata probe on its
 //!   own thread (never on the executor's), bounded by

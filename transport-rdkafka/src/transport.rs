@@ -190,6 +190,12 @@ impl Transport for RdkafkaTransport {
         poll_fn(|cx| self.poll_event(cx)).await
     }
 
+    fn idle(&mut self) {
+        if let Some(client) = &self.client {
+            client.hand_over();
+        }
+    }
+
     async fn close(&mut self, timeout: Duration) {
         // Nothing more is reported.
         self.generation += 1;

@@ -94,7 +94,10 @@ impl<T: Transport> Driver<T> {
         for _ in 0..ROUNDS_BEFORE_YIELD {
             match self.round(cx) {
                 Round::Busy => {}
-                Round::Idle => return Poll::Pending,
+                Round::Idle => {
+                    self.transport.idle();
+                    return Poll::Pending;
+                }
                 Round::Closed => return Poll::Ready(()),
             }
         }
