@@ -1,9 +1,11 @@
-//! The little the driver needs from an async runtime: a clock, a timer and a
-//! way to spawn a task. Implement [`Runtime`] for any executor; tokio's
-//! implementation is [`TokioRuntime`](crate::TokioRuntime) (feature `tokio`).
+//! The little the driver needs from an async runtime: a clock, a timer, a
+//! way to spawn a task and a fair way to yield. Implement [`Runtime`] for any
+//! executor; tokio's implementation is [`TokioRuntime`](crate::TokioRuntime)
+//! (feature `tokio`).
 
 use std::future::Future;
 use std::pin::Pin;
+use std::task::Context;
 use std::time::Instant;
 
 /// A boxed, sendable future, as runtimes take and give them.
@@ -22,6 +24,16 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Runs `task` in the background until it completes.
     fn spawn(&self, task: BoxFuture);
+
+    /// Called by a task that still has work but gives its executor a turn:
+    /// arranges for the task (whose context is `cx`) to be polled again
+    /// after the executor has run its other tasks and its timers. The
+    /// default wakes the task at once, which is fair on executors that
+    /// queue a self-woken task behind the others; override it where that
+    /// would starve timers (tokio's current-thread scheduler).
+    fn yield_soon(&self, cx: &mut Context<'_>) {
+        cx.waker().wake_by_ref();
+    }
 }
 
 #[cfg(feature = "tokio")]
@@ -75,6 +87,15 @@ mod tokio_runtime {
 
         fn spawn(&self, task: BoxFuture) {
             drop(self.handle.spawn(task));
+        }
+
+        /// `tokio::task::yield_now`'s first poll: the wake-up is deferred
+        /// until tokio has polled its timers and I/O, so a busy driver does
+        /// not hold other tasks' timers back on a current-thread runtime.
+        fn yield_soon(&self, cx: &mut std::task::Context<'_>) {
+            let mut yielding = std::pin::pin!(tokio::task::yield_now());
+            // Pending by design: the first poll only schedules the wake-up.
+            let _ = yielding.as_mut().poll(cx);
         }
     }
 }

@@ -101,7 +101,7 @@ impl<T: Transport> Driver<T> {
                 Round::Closed => return Poll::Ready(()),
             }
         }
-        cx.waker().wake_by_ref();
+        self.shared.runtime.yield_soon(cx);
         Poll::Pending
     }
 
