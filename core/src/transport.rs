@@ -27,6 +27,10 @@
 //! 4. [`Transport::next_event`] is the only method that waits and it is
 //!    cancel-safe: dropping its future loses no event.
 //! 5. Errors are classified once, by the transport, into an [`ErrorClass`].
+//! 6. The driver calls [`Transport::idle`] each time it goes to sleep
+//!    waiting for [`Transport::next_event`]; until it wakes it calls
+//!    nothing. A transport that serves its client on the driver's thread
+//!    while the driver is busy must hand that work to its own thread then.
 
 use std::fmt;
 use std::time::Duration;
