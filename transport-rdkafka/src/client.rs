@@ -16,6 +16,7 @@
 //! down) are compare-and-swaps, so that a lost link is reported once per
 //! session whatever the number of threads noticing it.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::thread::JoinHandle;
@@ -34,24 +35,54 @@ use crate::error::Error;
 use crate::events::EventQueue;
 use crate::metrics::Counters;
 
-/// How long one `poll` call of the poll thread lasts; also the longest delay
+/// The longest `poll` call of the poll thread (rdkafka's `poll` serves events
+/// until its timeout ends, not just the first one); also the longest delay
 /// before a retired producer's poll thread notices it must stop.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-/// While the transport's owner served delivery reports itself this recently
-/// (see [`Client::poll_inline`]) and has not handed over since
-/// ([`Client::hand_over`]), the poll thread stays out of the way.
-const INLINE_ACTIVE: Duration = Duration::from_millis(5);
+/// The first `poll` call of the poll thread after the driver went idle; the
+/// calls double while it stays idle, up to [`POLL_SLICE_MAX`] for a second
+/// (shorter than `linger.ms`' default: the first reports after the driver
+/// resumes arrive when the poll thread is napping, so the driver serves
+/// them), then up to [`POLL_INTERVAL`].
+const POLL_SLICE: Duration = Duration::from_millis(1);
 
-/// The poll thread's nap while the owner serves delivery reports itself;
+/// The longest `poll` call of the poll thread within a second of the
+/// driver's last inline poll.
+const POLL_SLICE_MAX: Duration = Duration::from_millis(4);
+
+/// After this long without an inline poll, the poll thread's calls grow to
+/// [`POLL_INTERVAL`].
+const LONG_IDLE: Duration = Duration::from_secs(1);
+
+/// While the transport's owner polled inline this recently (see
+/// [`Client::poll_inline`]) the poll thread leaves delivery reports to it;
+/// past this, it serves them itself (the owner's executor is stalled).
+const INLINE_ACTIVE: Duration = Duration::from_millis(100);
+
+/// The poll thread's nap while the owner is busy and polls inline;
 /// [`Client::hand_over`] cuts it short.
 const INLINE_NAP: Duration = Duration::from_millis(1);
 
-/// Milliseconds since the first call, on a monotonic clock.
-fn mono_ms() -> u64 {
+/// While the owner is idle with records awaiting their reports, the poll
+/// thread nudges it (wakes it to poll inline) after this long, doubling the
+/// wait after each nudge up to [`NUDGE_MAX`] and starting again whenever the
+/// owner was busy.
+const NUDGE_MIN: Duration = Duration::from_micros(200);
+
+/// The longest wait between two nudges (during an outage, say).
+const NUDGE_MAX: Duration = Duration::from_millis(1);
+
+/// Microseconds since the first call, on a monotonic clock.
+fn mono_us() -> u64 {
     static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
     let epoch = *EPOCH.get_or_init(std::time::Instant::now);
-    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+thread_local! {
+    /// Set on poll threads, to count the reports they serve.
+    static ON_POLL_THREAD: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The librdkafka producer type used.
@@ -104,10 +135,10 @@ pub(crate) struct Context {
     producer: OnceLock<Weak<RdProducer>>,
     /// The last error librdkafka reported, for connect-failure reasons.
     last_error: Mutex<Option<String>>,
-    /// [`mono_ms`] of the owner's last inline poll.
+    /// [`mono_us`] of the owner's last inline poll.
     inline_polled_at: AtomicU64,
     /// The owner went idle after its last inline poll: the poll thread
-    /// serves librdkafka's events until the owner polls inline again.
+    /// looks after librdkafka's events until the owner polls inline again.
     handed_over: AtomicBool,
 }
 
@@ -288,6 +319,11 @@ impl ProducerContext for Context {
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
+        if ON_POLL_THREAD.with(Cell::get) {
+            self.counters
+                .reports_by_poll_thread
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let generation = self.generation();
         let id = RecordId(opaque as u64);
         match result {
@@ -367,19 +403,7 @@ impl Client {
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name(format!("rdkafka-poll-{serial}"))
-                .spawn(move || {
-                    let ctx = producer.context();
-                    let active = u64::try_from(INLINE_ACTIVE.as_millis()).unwrap_or(5);
-                    while !stop.load(Ordering::Acquire) {
-                        let since =
-                            mono_ms().saturating_sub(ctx.inline_polled_at.load(Ordering::Relaxed));
-                        if since < active && !ctx.handed_over.load(Ordering::Acquire) {
-                            std::thread::park_timeout(INLINE_NAP);
-                        } else {
-                            poll(&producer, POLL_INTERVAL);
-                        }
-                    }
-                })
+                .spawn(move || run_poller(&producer, &stop))
                 .map_err(|source| Error::Thread {
                     what: "poll",
                     source,
@@ -408,25 +432,27 @@ impl Client {
     }
 
     /// Serves one batch of librdkafka's events (delivery reports) on the
-    /// calling thread, without waiting. A busy driver calls this from
-    /// `try_next_event`: the reports are then handled on the thread that
-    /// handed the records off (cheaper frees, no cross-thread wake-up), and
-    /// the poll thread only naps. When the driver goes idle it calls
-    /// [`Client::hand_over`]; if it just stops calling this, the poll thread
-    /// takes over within [`INLINE_ACTIVE`].
+    /// calling thread, without waiting. The driver calls this from
+    /// `try_next_event` on every round: the reports are then handled on the
+    /// thread that handed the records off, as raw rdkafka code polling
+    /// inline does. That matters: librdkafka frees each reported message on
+    /// the thread that serves the report, and frees into another thread's
+    /// malloc arena contend with that thread's allocations (measured: with
+    /// the poll thread serving the reports, the driver's thread blocked on
+    /// malloc's arena lock hundreds of times per second and throughput fell
+    /// by a third).
     pub(crate) fn poll_inline(&self) {
-        if self.outstanding() == 0 {
-            return;
-        }
         let ctx = self.context();
-        ctx.inline_polled_at.store(mono_ms(), Ordering::Relaxed);
+        ctx.inline_polled_at.store(mono_us(), Ordering::Relaxed);
         ctx.handed_over.store(false, Ordering::Release);
-        poll(&self.producer, Duration::ZERO);
+        if self.outstanding() > 0 {
+            poll(&self.producer, Duration::ZERO);
+        }
     }
 
-    /// The owner goes idle: the poll thread serves librdkafka's events (and
-    /// wakes the owner through the event queue) from now on, at once rather
-    /// than after [`INLINE_ACTIVE`].
+    /// The owner goes idle: from now on the poll thread nudges it while
+    /// records await their reports, or serves librdkafka's events itself
+    /// while none do (see [`run_poller`]).
     pub(crate) fn hand_over(&self) {
         let ctx = self.context();
         if !ctx.handed_over.swap(true, Ordering::AcqRel)
@@ -605,6 +631,62 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.stop_poller();
+    }
+}
+
+/// The poll thread. librdkafka reports only inside `poll`; the driver polls
+/// inline while it runs (see [`Client::poll_inline`]). This thread covers
+/// the rest:
+///
+/// * the driver is idle and records await their reports: it nudges the
+///   driver (wakes it to poll inline) after [`NUDGE_MIN`], then at doubling
+///   intervals up to [`NUDGE_MAX`], rather than serving the reports itself;
+/// * the driver is idle and no record awaits a report (errors, statistics,
+///   a cluster going down while idle), or the driver has not polled for
+///   [`INLINE_ACTIVE`] (its executor is stalled): it serves librdkafka's
+///   events itself;
+/// * otherwise (the driver is busy and polls inline) it naps.
+fn run_poller(producer: &RdProducer, stop: &AtomicBool) {
+    ON_POLL_THREAD.with(|on| on.set(true));
+    let ctx = producer.context();
+    let active = u64::try_from(INLINE_ACTIVE.as_micros()).unwrap_or(u64::MAX);
+    let long_idle = u64::try_from(LONG_IDLE.as_micros()).unwrap_or(u64::MAX);
+    let mut nudge = NUDGE_MIN;
+    let mut slice = POLL_SLICE;
+    let mut last_outstanding = 0;
+    while !stop.load(Ordering::Acquire) {
+        let since = mono_us().saturating_sub(ctx.inline_polled_at.load(Ordering::Relaxed));
+        let idle = ctx.handed_over.load(Ordering::Acquire);
+        let outstanding = ctx.outstanding.load(Ordering::Acquire);
+        if since >= active || (idle && outstanding == 0) {
+            poll(producer, slice);
+            let cap = if since < long_idle {
+                POLL_SLICE_MAX
+            } else {
+                POLL_INTERVAL
+            };
+            slice = (slice * 2).min(cap);
+            continue;
+        }
+        slice = POLL_SLICE;
+        if outstanding < last_outstanding {
+            nudge = NUDGE_MIN; // reports came in: the next ones may be close
+        }
+        last_outstanding = outstanding;
+        if idle {
+            // The driver going idle again unparks this thread: the nudge
+            // waits its full time anyway, or the two would ping-pong.
+            let until = std::time::Instant::now() + nudge;
+            while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+                std::thread::park_timeout(left);
+            }
+            if ctx.handed_over.load(Ordering::Acquire) {
+                ctx.events.wake_owner();
+                nudge = (nudge * 2).min(NUDGE_MAX);
+            }
+        } else {
+            std::thread::park_timeout(INLINE_NAP);
+        }
     }
 }
 

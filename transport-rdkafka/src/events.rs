@@ -75,6 +75,14 @@ impl EventQueue {
         let _ = self.enqueue(generation, event);
     }
 
+    /// Wakes the waiting task, events or not (to have it poll).
+    pub(crate) fn wake_owner(&self) {
+        let waker = self.lock().waker.take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
     /// Wakes the waiting task if events are queued.
     pub(crate) fn notify(&self) {
         let waker = {

@@ -19,6 +19,7 @@ pub(crate) struct Counters {
     pub(crate) failed: AtomicU64,
     pub(crate) backpressure: AtomicU64,
     pub(crate) stale_events: AtomicU64,
+    pub(crate) reports_by_poll_thread: AtomicU64,
 }
 
 /// A cloneable handle on the transport's counters; see
@@ -54,6 +55,10 @@ pub struct MetricsSnapshot {
     pub backpressure: u64,
     /// Events dropped because they were about an abandoned session.
     pub stale_events: u64,
+    /// Delivery reports served by the transport's poll thread rather than
+    /// inline on the driver's thread. Low under load: the driver serves
+    /// them itself while it runs, and is nudged to when idle.
+    pub reports_by_poll_thread: u64,
 }
 
 impl TransportMetrics {
@@ -73,6 +78,7 @@ impl TransportMetrics {
             failed: get(&c.failed),
             backpressure: get(&c.backpressure),
             stale_events: get(&c.stale_events),
+            reports_by_poll_thread: get(&c.reports_by_poll_thread),
         }
     }
 }

@@ -501,3 +501,40 @@ async fn hung_broker_recovers() {
         "hung broker",
     );
 }
+
+/// Under load the driver serves librdkafka's delivery reports on its own
+/// thread (inline, and nudged by the poll thread while idle) rather than
+/// leaving them to the poll thread, whose frees would contend with the
+/// driver thread's allocations. On a current-thread runtime, where the
+/// application and the driver share the thread, the driver goes idle
+/// whenever its window is full: that is when the poll thread used to take
+/// the reports over.
+#[tokio::test(flavor = "current_thread")]
+async fn busy_driver_serves_delivery_reports_on_its_own_thread() {
+    let _serial = serial();
+    init_tracing();
+    let cluster = Cluster::new(1);
+    let under = Under::start(transport_config(&cluster), core_config());
+    wait_for_state(&under.producer, State::Connected, Duration::from_secs(10)).await;
+    const N: u64 = 60_000;
+    for seq in 0..N {
+        drop(under.send(seq).await);
+        if seq % 256 == 255 {
+            tokio::task::yield_now().await; // the driver runs between bursts
+        }
+    }
+    let (stats, m) = under.finish(N).await;
+    assert_eq!(stats.delivered, N);
+    eprintln!(
+        "reports served by the poll thread: {} of {N}",
+        m.reports_by_poll_thread
+    );
+    assert!(
+        m.reports_by_poll_thread <= N / 20,
+        "the poll thread served {} of {N} delivery reports: {m:?}",
+        m.reports_by_poll_thread
+    );
+    let v = cluster.verify(N, &HashSet::new());
+    assert_clean(&v, 0, "served inline");
+    assert_eq!(v.stored, N as usize);
+}
