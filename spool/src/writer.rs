@@ -243,7 +243,14 @@ impl Threads {
     fn spin_for_records(&self) {
         {
             let mut st = self.core.lock();
-            if st.buf_last_id.is_some() || st.closing || st.failed.is_some() {
+            // Records written but not yet synced (the write after the last
+            // fsync took records sent meanwhile) are work now: spinning for
+            // `records_pending` would wait the whole spin for nothing.
+            if st.buf_last_id.is_some()
+                || st.written_id.is_some()
+                || st.closing
+                || st.failed.is_some()
+            {
                 st.syncer = Waiting::Busy;
                 return;
             }
