@@ -88,7 +88,8 @@ pub(crate) enum Waiting {
     Idle,
     /// Asleep until its next tick (the syncer, Interval policy).
     Tick,
-    /// Spinning briefly for the next record (the syncer, Always policy):
+    /// Waiting briefly for the next record, yielding its CPU (the syncer,
+    /// Always policy, after an fsync that made records Durable):
     /// it will look at the buffer by itself.
     Spinning,
 }
