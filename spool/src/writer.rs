@@ -167,11 +167,14 @@ impl Threads {
         let mut reported = false;
         loop {
             if reported && self.policy == FsyncPolicy::Always {
-                spin = if self.spin_for_records(spin) {
-                    SPIN_MAX
-                } else {
-                    (spin / 2).max(SPIN_MIN)
-                };
+                match self.spin_for_records(spin) {
+                    Ok(true) => spin = SPIN_MAX,
+                    Ok(false) => spin = (spin / 2).max(SPIN_MIN),
+                    Err(e) => {
+                        self.fail(&e);
+                        return;
+                    }
+                }
             }
             let closing = {
                 let mut st = self.core.lock();
@@ -266,12 +269,14 @@ impl Threads {
     /// `budget` for the next record before going to sleep, sparing a caller
     /// that sends, awaits Durable and sends again a thread wake-up. Returns
     /// whether records are waiting (found at once or caught while waiting).
+    /// Settle marks buffered meanwhile it writes itself (the appenders do
+    /// not wake the writer for them while this thread waits).
     ///
     /// The wait yields the CPU at every turn rather than spinning: the
     /// caller just woken is often queued on this very CPU, and a pure spin
     /// would hold it off for the whole budget (measured: 250 µs lost in
     /// 7–15 % of the rounds with a 200 µs pure spin on 2 CPUs).
-    fn spin_for_records(&self, budget: Duration) -> bool {
+    fn spin_for_records(&self, budget: Duration) -> Result<bool, SpoolError> {
         {
             let mut st = self.core.lock();
             // Records written but not yet synced (the write after the last
@@ -283,7 +288,7 @@ impl Threads {
                 || st.failed.is_some()
             {
                 st.syncer = Waiting::Busy;
-                return st.failed.is_none() && !st.closing;
+                return Ok(st.failed.is_none() && !st.closing);
             }
             st.syncer = Waiting::Spinning;
         }
@@ -292,15 +297,27 @@ impl Threads {
             if self.core.records_pending.load(Ordering::Acquire) {
                 break true;
             }
+            if self.core.unrecorded.load(Ordering::Acquire) > 0 {
+                // Settle marks: to the file now. Records appended meanwhile
+                // are taken with them and wait for an fsync.
+                if let Err(e) = self.write_pending() {
+                    self.core.lock().syncer = Waiting::Busy;
+                    return Err(e);
+                }
+                if self.core.lock().written_id.is_some() {
+                    break true;
+                }
+            }
             if Instant::now() >= until {
                 break false;
             }
             std::thread::yield_now();
         };
         // Back to Busy under the lock: an appender that saw Spinning left
-        // its records for this thread, which looks at them next.
+        // its records (and settle marks) for this thread, which looks at
+        // them next.
         self.core.lock().syncer = Waiting::Busy;
-        caught
+        Ok(caught)
     }
 
     /// Writes every buffered frame, creating segments where the appenders
