@@ -19,6 +19,7 @@
 //! ```text
 //! cargo bench -p robust-producer-spool --bench spool
 //! SPOOL_BENCH_DIR=/some/disk SPOOL_BENCH_RECORDS=300000 SPOOL_BENCH_SECONDS=3 cargo bench ...
+//! SPOOL_BENCH_ONLY=always SPOOL_BENCH_TURNS=10 cargo bench ...  # only Always vs raw, alternated
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)]
@@ -288,7 +289,11 @@ fn main() {
     // Always, one record per fsync, against the raw loop: short turns of
     // each, alternated, so that both see the same disk (its rate drifts on
     // a shared machine).
-    let turns = 6;
+    let turns: usize = std::env::var("SPOOL_BENCH_TURNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    let only_always = std::env::var("SPOOL_BENCH_ONLY").is_ok_and(|v| v == "always");
     let turn = seconds / 2.0;
     let (mut raw_all, mut seq_all) = (Vec::new(), Vec::new());
     let (mut raw_n, mut seq_n, mut raw_t, mut seq_t) = (0usize, 0usize, 0.0, 0.0);
@@ -296,11 +301,17 @@ fn main() {
     let always_dir = dir.join("Always-sequential");
     for _ in 0..turns {
         let (n, t, lat) = raw_turn(&dir, turn);
+        let raw_rate = n as f64 / t;
         raw_n += n;
         raw_t += t;
         raw_all.extend(lat);
         let (n, t, lat, fsyncs) =
             rt.block_on(sequential_turn(&always_dir, FsyncPolicy::Always, turn));
+        let seq_rate = n as f64 / t;
+        println!(
+            "  turn: raw {raw_rate:>6.0} rec/s, Always sequential {seq_rate:>6.0} rec/s, {:.2}x",
+            seq_rate / raw_rate
+        );
         seq_fsyncs += fsyncs;
         seq_n += n;
         seq_t += t;
@@ -310,6 +321,10 @@ fn main() {
     let always_seq = figures(seq_n, Duration::from_secs_f64(seq_t), seq_all, seq_fsyncs);
     line("raw write+fdatasync loop", &raw, &raw);
     line("Always: sequential (alternated)", &always_seq, &raw);
+    if only_always {
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
     for (name, policy) in policies {
         let spool_dir = dir.join(name.replace(['(', ')', ' '], ""));
         if policy != FsyncPolicy::Always {

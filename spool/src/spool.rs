@@ -88,7 +88,8 @@ pub(crate) enum Waiting {
     Idle,
     /// Asleep until its next tick (the syncer, Interval policy).
     Tick,
-    /// Spinning briefly for the next record (the syncer, Always policy):
+    /// Waiting briefly for the next record, yielding its CPU (the syncer,
+    /// Always policy, after an fsync that made records Durable):
     /// it will look at the buffer by itself.
     Spinning,
 }
@@ -344,9 +345,11 @@ impl Core {
                 .get(1)
                 .is_some_and(|s| st.oldest_held.is_none_or(|o| s.first_id <= o));
         let syncs = self.config.fsync().syncs();
-        // Settle marks alone wait for a syncer busy with an fsync: it writes
-        // them as soon as the fsync returns.
-        let mut writer = !st.buf.is_empty() && (records || !syncs || st.syncer != Waiting::Busy);
+        // Settle marks alone wait for a syncer busy with an fsync (it writes
+        // them as soon as the fsync returns), or waiting for the next
+        // record (it writes them at once).
+        let syncer_on_it = matches!(st.syncer, Waiting::Busy | Waiting::Spinning);
+        let mut writer = !st.buf.is_empty() && (records || !syncs || !syncer_on_it);
         if records && st.syncer == Waiting::Spinning {
             return; // it takes them in a moment, writing and syncing in one go
         }
