@@ -66,8 +66,8 @@ const INLINE_NAP: Duration = Duration::from_millis(1);
 
 /// While the owner is idle with records awaiting their reports, the poll
 /// thread nudges it (wakes it to poll inline) after this long, doubling the
-/// wait after each nudge up to [`NUDGE_MAX`] and starting again whenever the
-/// owner was busy.
+/// wait after each nudge up to [`NUDGE_MAX`] and starting again once reports
+/// came in.
 const NUDGE_MIN: Duration = Duration::from_micros(200);
 
 /// The longest wait between two nudges (during an outage, say).
