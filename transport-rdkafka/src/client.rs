@@ -140,6 +140,9 @@ pub(crate) struct Context {
     /// The owner went idle after its last inline poll: the poll thread
     /// looks after librdkafka's events until the owner polls inline again.
     handed_over: AtomicBool,
+    /// The poll thread naps (the driver was busy when it last looked): the
+    /// driver going idle unparks it, to start nudging at once.
+    poller_napping: AtomicBool,
 }
 
 impl Context {
@@ -156,6 +159,7 @@ impl Context {
             last_error: Mutex::new(None),
             inline_polled_at: AtomicU64::new(0),
             handed_over: AtomicBool::new(true),
+            poller_napping: AtomicBool::new(false),
         }
     }
 
@@ -456,6 +460,7 @@ impl Client {
     pub(crate) fn hand_over(&self) {
         let ctx = self.context();
         if !ctx.handed_over.swap(true, Ordering::AcqRel)
+            && ctx.poller_napping.load(Ordering::Acquire)
             && let Some(poller) = &self.poller
         {
             poller.thread().unpark();
@@ -674,8 +679,9 @@ fn run_poller(producer: &RdProducer, stop: &AtomicBool) {
         }
         last_outstanding = outstanding;
         if idle {
-            // The driver going idle again unparks this thread: the nudge
-            // waits its full time anyway, or the two would ping-pong.
+            // A stray unpark (the driver went idle just as this thread
+            // stopped napping) must not cut the wait short, or the two
+            // would ping-pong.
             let until = std::time::Instant::now() + nudge;
             while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
                 std::thread::park_timeout(left);
@@ -685,7 +691,9 @@ fn run_poller(producer: &RdProducer, stop: &AtomicBool) {
                 nudge = (nudge * 2).min(NUDGE_MAX);
             }
         } else {
+            ctx.poller_napping.store(true, Ordering::Release);
             std::thread::park_timeout(INLINE_NAP);
+            ctx.poller_napping.store(false, Ordering::Release);
         }
     }
 }
