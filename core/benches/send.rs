@@ -9,9 +9,10 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use robust_producer::{Config, OverflowPolicy, Producer, Record, TokioRuntime};
+use robust_producer::{Bytes, Config, OverflowPolicy, Producer, Record, TokioRuntime};
 use robust_producer_mock::{MockBroker, Storage};
 
 /// Sends between two yields to the driver.
@@ -31,12 +32,15 @@ async fn run(records: usize, config: Config) -> (f64, Vec<u32>) {
     while !producer.state().is_connected() {
         tokio::task::yield_now().await;
     }
-    let payload = vec![b'x'; 100];
-    let keys: Vec<Vec<u8>> = (0..64).map(|k| format!("key-{k}").into_bytes()).collect();
+    // Built as the README recommends: topic, payload and keys shared.
+    let topic: Arc<str> = Arc::from("bench");
+    let payload = Bytes::from(vec![b'x'; 100]);
+    let keys: Vec<Bytes> = (0..64).map(|k| Bytes::from(format!("key-{k}"))).collect();
     let mut latencies = Vec::with_capacity(records);
     let start = Instant::now();
     for i in 0..records {
-        let record = Record::new("bench", payload.clone()).with_key(keys[i % keys.len()].clone());
+        let record =
+            Record::new(Arc::clone(&topic), payload.clone()).with_key(keys[i % keys.len()].clone());
         let t = Instant::now();
         let handle = producer.try_send(record);
         latencies.push(t.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
