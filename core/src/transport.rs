@@ -30,7 +30,9 @@
 //! 6. The driver calls [`Transport::idle`] each time it goes to sleep
 //!    waiting for [`Transport::next_event`]; until it wakes it calls
 //!    nothing. A transport that serves its client on the driver's thread
-//!    while the driver is busy must hand that work to its own thread then.
+//!    while the driver is busy must then see that the work still gets
+//!    done: on its own thread, or by waking the driver (through
+//!    `next_event`'s waker) when there is some.
 
 use std::fmt;
 use std::time::Duration;
@@ -191,8 +193,9 @@ pub trait Transport: Send {
     /// [`Transport::next_event`] wakes it (or the application gives it
     /// work): until then it calls nothing. A transport that does work on
     /// the driver's thread while it is busy (for example serving its
-    /// client's callbacks inside [`Transport::try_next_event`]) hands that
-    /// work to its own thread here. The default does nothing.
+    /// client's callbacks inside [`Transport::try_next_event`]) arranges
+    /// here for that work to go on: on its own thread, or by waking the
+    /// driver when there is some. The default does nothing.
     fn idle(&mut self) {}
 
     /// Delivers what it can within `timeout`, then releases the client.
