@@ -127,6 +127,15 @@ fn event_id(i: u64) -> String {
     format!("00000000-0000-4000-8000-{i:012x}")
 }
 
+/// Record `i`'s `event_id` header, for the raw rdkafka variants.
+fn raw_headers(i: u64) -> OwnedHeaders {
+    let id = event_id(i);
+    OwnedHeaders::new_with_capacity(1).insert(Header {
+        key: "event_id",
+        value: Some(id.as_bytes()),
+    })
+}
+
 #[derive(Default)]
 struct Counting {
     acked: AtomicU64,
@@ -192,11 +201,7 @@ fn raw_base_producer(bootstrap: &str, topic: &str, n: u64, data: &Data) -> Run {
     let t0 = Instant::now();
     let c0 = process_cpu();
     for i in 0..n {
-        let id = event_id(i);
-        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
-            key: "event_id",
-            value: Some(id.as_bytes()),
-        });
+        let headers = raw_headers(i);
         let mut record = BaseRecord::to(topic)
             .key(&data.key(i)[..])
             .payload(&data.payload[..])
@@ -244,11 +249,7 @@ async fn future_producer(bootstrap: &str, topic: &str, n: u64, data: &Data) -> R
     let t0 = Instant::now();
     let c0 = process_cpu();
     for i in 0..n {
-        let id = event_id(i);
-        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
-            key: "event_id",
-            value: Some(id.as_bytes()),
-        });
+        let headers = raw_headers(i);
         let mut record = FutureRecord::to(topic)
             .key(&data.key(i)[..])
             .payload(&data.payload[..])
