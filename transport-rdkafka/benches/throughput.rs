@@ -32,11 +32,20 @@
 //! longest wait of a 1 ms timer task on the same executor meanwhile.
 //!
 //! Options: `--records N`, `--backlog N`, `--rounds N`, `--partitions N`,
-//! `--max-in-flight N` (the core's), `--variants raw,ours,ours-mt,future`.
+//! `--max-in-flight N` (the core's), `--queue N` (the core's bound on queued
+//! records), `--variants raw,ours,ours-mt,future`, `--threads` (CPU per
+//! record of each thread, in each round's line).
+//!
+//! Every variant first sends one record and waits for its acknowledgement,
+//! outside the measured time: an idempotent producer cannot send before it
+//! has a producer id, and librdkafka retries that request after 500 ms when
+//! its first attempt finds no broker connection up yet. Timed from the
+//! metadata probe, a round that hit the retry measured about half its true
+//! rate (this made earlier figures bimodal, raw and ours alike).
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -50,7 +59,7 @@ use rdkafka::producer::{
     BaseProducer, BaseRecord, DeliveryResult, FutureProducer, FutureRecord, Producer as _,
     ProducerContext,
 };
-use robust_producer::{Bytes, Config, Producer, Record, State, TokioRuntime};
+use robust_producer::{Bytes, Config, Producer, Record, TokioRuntime};
 use robust_producer_rdkafka::{RdkafkaConfig, RdkafkaTransport};
 
 const PAYLOAD: usize = 100;
@@ -65,6 +74,7 @@ struct Args {
     max_in_flight: usize,
     queue: u64,
     variants: String,
+    threads: bool,
 }
 
 fn args() -> Args {
@@ -76,6 +86,7 @@ fn args() -> Args {
         max_in_flight: Config::builder().build().unwrap().max_in_flight(),
         queue: Config::builder().build().unwrap().max_queued_records() as u64,
         variants: "raw,ours,ours-mt,future".to_owned(),
+        threads: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -88,6 +99,7 @@ fn args() -> Args {
             "--max-in-flight" => a.max_in_flight = value().expect("--max-in-flight N") as usize,
             "--queue" => a.queue = value().expect("--queue N"),
             "--variants" => a.variants = it.next().expect("--variants raw,ours,future"),
+            "--threads" => a.threads = true,
             _ => {} // `cargo bench` passes --bench
         }
     }
@@ -160,6 +172,8 @@ struct Run {
     /// CPU time of the whole process (every thread, the mock broker's
     /// included) during the run.
     cpu: Duration,
+    /// CPU microseconds per record of each thread (`--threads`).
+    threads: String,
 }
 
 impl Run {
@@ -172,35 +186,84 @@ impl Run {
     }
 }
 
-/// CPU time (user + system) of this process so far, from `/proc/self/stat`
-/// (Linux; zero elsewhere). Resolution: one clock tick (10 ms).
-fn process_cpu() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return Duration::ZERO;
+/// CPU time (user + system) of each of this process's threads, by thread
+/// id, with the thread's name, from `/proc/self/task` (Linux; empty
+/// elsewhere).
+fn thread_cpu() -> BTreeMap<String, (String, Duration)> {
+    let mut by_tid = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return by_tid;
     };
-    // Fields after the command name (which is in parentheses).
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return Duration::ZERO;
-    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        if let Some((name, cpu)) = parse_stat(&stat) {
+            let tid = task.file_name().to_string_lossy().into_owned();
+            by_tid.insert(tid, (name.to_owned(), cpu));
+        }
+    }
+    by_tid
+}
+
+/// The command name and CPU time (user + system) in a `/proc` `stat` line.
+/// Resolution: one clock tick (10 ms).
+fn parse_stat(stat: &str) -> Option<(&str, Duration)> {
+    let (head, rest) = stat.rsplit_once(')')?;
+    let (_, name) = head.split_once('(')?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = [11, 12]
         .iter()
         .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
         .sum();
-    Duration::from_millis(ticks * 10)
+    Some((name, Duration::from_millis(ticks * 10)))
+}
+
+/// CPU time of the whole process so far.
+fn process_cpu() -> Duration {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| parse_stat(&stat).map(|(_, cpu)| cpu))
+        .unwrap_or_default()
+}
+
+/// CPU microseconds per record spent since `before`, summed by thread name
+/// (trailing digits dropped: `rdkafka-poll-3` counts as `rdkafka-poll`).
+fn per_thread(before: &BTreeMap<String, (String, Duration)>, records: u64) -> String {
+    let mut by_name: BTreeMap<String, Duration> = BTreeMap::new();
+    for (tid, (name, cpu)) in thread_cpu() {
+        let earlier = before.get(&tid).map(|(_, c)| *c).unwrap_or_default();
+        let name = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-');
+        *by_name.entry(name.to_owned()).or_default() += cpu.saturating_sub(earlier);
+    }
+    by_name
+        .iter()
+        .filter(|(_, cpu)| !cpu.is_zero())
+        .map(|(name, cpu)| {
+            let us = cpu.as_secs_f64() * 1e6 / records.max(1) as f64;
+            format!("{name} {us:.2}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn raw_base_producer(bootstrap: &str, topic: &str, n: u64, data: &Data) -> Run {
     let producer: BaseProducer<Counting> = kafka_config(bootstrap)
         .create_with_context(Counting::default())
         .unwrap();
+    let ctx = producer.context().clone();
     producer
-        .client()
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .send(BaseRecord::to(topic).key("warm-up").payload("warm-up"))
+        .map_err(|(e, _)| e)
         .unwrap();
+    while ctx.acked.load(Ordering::Relaxed) == 0 {
+        producer.poll(Duration::from_millis(1));
+    }
+    let n = n + 1; // counting the warm-up record
+    let threads = thread_cpu();
     let t0 = Instant::now();
     let c0 = process_cpu();
-    for i in 0..n {
+    for i in 1..n {
         let headers = raw_headers(i);
         let mut record = BaseRecord::to(topic)
             .key(&data.key(i)[..])
@@ -220,25 +283,23 @@ fn raw_base_producer(bootstrap: &str, topic: &str, n: u64, data: &Data) -> Run {
             producer.poll(Duration::ZERO);
         }
     }
-    let ctx = producer.context().clone();
     while ctx.acked.load(Ordering::Relaxed) + ctx.failed.load(Ordering::Relaxed) < n {
         producer.poll(Duration::from_millis(1));
     }
     let elapsed = t0.elapsed();
     assert_eq!(ctx.failed.load(Ordering::Relaxed), 0);
     Run {
-        acked: ctx.acked.load(Ordering::Relaxed),
+        acked: ctx.acked.load(Ordering::Relaxed) - 1,
         elapsed,
         cpu: process_cpu().saturating_sub(c0),
+        threads: per_thread(&threads, n - 1),
     }
 }
 
 async fn future_producer(bootstrap: &str, topic: &str, n: u64, data: &Data) -> Run {
     let producer: FutureProducer = kafka_config(bootstrap).create().unwrap();
-    producer
-        .client()
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
+    let warm_up = FutureRecord::to(topic).key("warm-up").payload("warm-up");
+    producer.send(warm_up, Duration::ZERO).await.unwrap();
     let mut window = VecDeque::new();
     let mut acked = 0;
     let mut settle = |r: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, _>| {
@@ -246,6 +307,7 @@ async fn future_producer(bootstrap: &str, topic: &str, n: u64, data: &Data) -> R
             acked += 1;
         }
     };
+    let threads = thread_cpu();
     let t0 = Instant::now();
     let c0 = process_cpu();
     for i in 0..n {
@@ -276,6 +338,7 @@ async fn future_producer(bootstrap: &str, topic: &str, n: u64, data: &Data) -> R
         acked,
         elapsed: t0.elapsed(),
         cpu: process_cpu().saturating_sub(c0),
+        threads: per_thread(&threads, n),
     }
 }
 
@@ -297,12 +360,6 @@ fn robust_record(topic: &Arc<str>, i: u64, data: &Data) -> Record {
         .with_header("event_id", event_id(i))
 }
 
-async fn wait_state(p: &Producer, want: State) {
-    while p.state() != want {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// Sends between two yields to the executor, as an application with other
 /// work does (on a current-thread runtime the driver runs only then).
 const YIELD_EVERY: u64 = 256;
@@ -311,8 +368,10 @@ async fn robust_producer(args: &Args, bootstrap: &str, topic: &str, n: u64, data
     let transport = RdkafkaTransport::new(RdkafkaConfig::new(bootstrap)).unwrap();
     let producer =
         Producer::builder(robust_config(args, args.queue)).start(transport, TokioRuntime::new());
-    wait_state(&producer, State::Connected).await;
     let topic: Arc<str> = Arc::from(topic);
+    let warm_up = Record::new(Arc::clone(&topic), "warm-up").with_key("warm-up");
+    producer.send(warm_up).await.unwrap().await.unwrap();
+    let threads = thread_cpu();
     let t0 = Instant::now();
     let c0 = process_cpu();
     for i in 0..n {
@@ -322,15 +381,16 @@ async fn robust_producer(args: &Args, bootstrap: &str, topic: &str, n: u64, data
         }
     }
     producer.flush(Duration::from_secs(600)).await.unwrap();
-    let elapsed = t0.elapsed();
-    let stats = producer.stats();
-    assert_eq!(stats.delivered, n, "{stats:?}");
-    producer.close(Duration::from_secs(5)).await;
-    Run {
-        acked: stats.delivered,
-        elapsed,
+    let run = Run {
+        acked: n,
+        elapsed: t0.elapsed(),
         cpu: process_cpu().saturating_sub(c0),
-    }
+        threads: per_thread(&threads, n),
+    };
+    let stats = producer.stats();
+    assert_eq!(stats.delivered, n + 1, "{stats:?}");
+    producer.close(Duration::from_secs(5)).await;
+    run
 }
 
 struct Backlog {
@@ -409,6 +469,7 @@ async fn robust_backlog(
             acked: n - first_count,
             elapsed: end - first_at,
             cpu: drain_cpu,
+            threads: String::new(),
         },
         total: end - up,
     }
@@ -513,6 +574,9 @@ fn main() {
                 run.rate(),
                 run.cpu_us()
             ));
+            if args.threads {
+                line.push_str(&format!(" ({})", run.threads));
+            }
             series[i].push(&run);
         }
         println!("{line}");

@@ -65,9 +65,9 @@ const INLINE_ACTIVE: Duration = Duration::from_millis(100);
 const INLINE_NAP: Duration = Duration::from_millis(1);
 
 /// While the owner is idle with records awaiting their reports, the poll
-/// thread nudges it (wakes it to poll inline) after this long, doubling the
-/// wait after each nudge up to [`NUDGE_MAX`] and starting again once reports
-/// came in.
+/// thread nudges it (wakes it to poll inline) this long after its last
+/// inline poll, doubling the wait after each nudge up to [`NUDGE_MAX`] and
+/// starting again once reports came in.
 const NUDGE_MIN: Duration = Duration::from_micros(200);
 
 /// The longest wait between two nudges (during an outage, say).
@@ -77,7 +77,12 @@ const NUDGE_MAX: Duration = Duration::from_millis(1);
 fn mono_us() -> u64 {
     static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
     let epoch = *EPOCH.get_or_init(std::time::Instant::now);
-    u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    micros(epoch.elapsed())
+}
+
+/// `d` in whole microseconds, for comparisons with [`mono_us`].
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 thread_local! {
@@ -459,8 +464,11 @@ impl Client {
     /// while none do (see [`run_poller`]).
     pub(crate) fn hand_over(&self) {
         let ctx = self.context();
-        if !ctx.handed_over.swap(true, Ordering::AcqRel)
-            && ctx.poller_napping.load(Ordering::Acquire)
+        // SeqCst pairs with the poll thread's store of `poller_napping`
+        // and load of `handed_over`: one of the two sees the other's write,
+        // so a nap never outlasts the driver going idle.
+        if !ctx.handed_over.swap(true, Ordering::SeqCst)
+            && ctx.poller_napping.load(Ordering::SeqCst)
             && let Some(poller) = &self.poller
         {
             poller.thread().unpark();
@@ -654,13 +662,15 @@ impl Drop for Client {
 fn run_poller(producer: &RdProducer, stop: &AtomicBool) {
     ON_POLL_THREAD.with(|on| on.set(true));
     let ctx = producer.context();
-    let active = u64::try_from(INLINE_ACTIVE.as_micros()).unwrap_or(u64::MAX);
-    let long_idle = u64::try_from(LONG_IDLE.as_micros()).unwrap_or(u64::MAX);
+    let active = micros(INLINE_ACTIVE);
+    let long_idle = micros(LONG_IDLE);
     let mut nudge = NUDGE_MIN;
     let mut slice = POLL_SLICE;
-    let mut last_outstanding = 0;
+    let mut reports_seen = 0;
+    let mut nudged_at = 0;
     while !stop.load(Ordering::Acquire) {
-        let since = mono_us().saturating_sub(ctx.inline_polled_at.load(Ordering::Relaxed));
+        let polled_at = ctx.inline_polled_at.load(Ordering::Relaxed);
+        let since = mono_us().saturating_sub(polled_at);
         let idle = ctx.handed_over.load(Ordering::Acquire);
         let outstanding = ctx.outstanding.load(Ordering::Acquire);
         if since >= active || (idle && outstanding == 0) {
@@ -674,25 +684,36 @@ fn run_poller(producer: &RdProducer, stop: &AtomicBool) {
             continue;
         }
         slice = POLL_SLICE;
-        if outstanding < last_outstanding {
+        let reports = ctx.counters.reports();
+        if reports != reports_seen {
+            reports_seen = reports;
             nudge = NUDGE_MIN; // reports came in: the next ones may be close
         }
-        last_outstanding = outstanding;
         if idle {
-            // A stray unpark (the driver went idle just as this thread
-            // stopped napping) must not cut the wait short, or the two
-            // would ping-pong.
-            let until = std::time::Instant::now() + nudge;
+            // Counted from the driver's last inline poll or the last
+            // nudge, whichever is later. A stray unpark (the driver went
+            // idle just as this thread stopped napping) must not cut the
+            // wait short, or the two would ping-pong.
+            let due = polled_at.max(nudged_at) + micros(nudge);
+            let until =
+                std::time::Instant::now() + Duration::from_micros(due.saturating_sub(mono_us()));
             while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
                 std::thread::park_timeout(left);
             }
-            if ctx.handed_over.load(Ordering::Acquire) {
+            if ctx.handed_over.load(Ordering::Acquire)
+                && ctx.inline_polled_at.load(Ordering::Relaxed) == polled_at
+            {
                 ctx.events.wake_owner();
+                nudged_at = mono_us();
                 nudge = (nudge * 2).min(NUDGE_MAX);
             }
         } else {
-            ctx.poller_napping.store(true, Ordering::Release);
-            std::thread::park_timeout(INLINE_NAP);
+            // See `Client::hand_over`: the driver may have gone idle since
+            // `idle` was read, before it could see this thread napping.
+            ctx.poller_napping.store(true, Ordering::SeqCst);
+            if !ctx.handed_over.load(Ordering::SeqCst) {
+                std::thread::park_timeout(INLINE_NAP);
+            }
             ctx.poller_napping.store(false, Ordering::Release);
         }
     }

@@ -22,6 +22,13 @@ pub(crate) struct Counters {
     pub(crate) reports_by_poll_thread: AtomicU64,
 }
 
+impl Counters {
+    /// Delivery reports served so far, successful or not.
+    pub(crate) fn reports(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed)
+    }
+}
+
 /// A cloneable handle on the transport's counters; see
 /// [`RdkafkaTransport::metrics`](crate::RdkafkaTransport::metrics).
 #[derive(Debug, Clone)]
