@@ -5,7 +5,9 @@
 //! (seeds in `fuzz/seeds/segment_reader`; most mutations break a checksum
 //! and exercise the torn/corrupt paths); even, the rest is cut into frames
 //! that get valid checksums, so that arbitrary payloads reach the record
-//! decoder and the settled-range parser behind valid CRCs.
+//! decoder and the settled-range parser behind valid CRCs (and, when the
+//! mode's second bit is set, go into a preallocated segment: flagged, with
+//! zeros after the frames).
 //!
 //! Invariants: no panic; the valid frames tile the file from the header
 //! on, with strictly increasing record sequence numbers; the end says
@@ -53,6 +55,10 @@ fn check(data: &[u8]) {
             assert_eq!(*offset, valid);
             assert!(*offset < data.len());
         }
+        End::Unused { offset } => {
+            assert_eq!(*offset, valid);
+            assert!(data[*offset..].iter().all(|&b| b == 0));
+        }
         End::BadHeader { .. } => assert!(scan.frames.is_empty()),
     }
     if !matches!(scan.end, End::BadHeader { .. }) {
@@ -63,9 +69,14 @@ fn check(data: &[u8]) {
 }
 
 /// Builds a segment whose frames have valid checksums from `data`: each
-/// chunk is (kind byte, length byte, payload).
-fn with_valid_crcs(data: &[u8]) -> Vec<u8> {
-    let mut seg = format::segment_header(1).to_vec();
+/// chunk is (kind byte, length byte, payload). `preallocated`: flagged so,
+/// with zeros after the frames, as a segment whose space was reserved.
+fn with_valid_crcs(data: &[u8], preallocated: bool) -> Vec<u8> {
+    let mut seg = if preallocated {
+        format::preallocated_segment_header(1).to_vec()
+    } else {
+        format::segment_header(1).to_vec()
+    };
     let mut rest = data;
     let mut seq = 0u64;
     while let [kind, len, tail @ ..] = rest {
@@ -80,13 +91,16 @@ fn with_valid_crcs(data: &[u8]) -> Vec<u8> {
         format::push_frame(&mut seg, kind, seq, payload);
         rest = next;
     }
+    if preallocated {
+        seg.resize(seg.len() + 64, 0);
+    }
     seg
 }
 
 fuzz_target!(|data: &[u8]| {
     match data.split_first() {
         Some((mode, rest)) if mode & 1 == 1 => check(rest),
-        Some((_, rest)) => check(&with_valid_crcs(rest)),
+        Some((mode, rest)) => check(&with_valid_crcs(rest, mode & 2 == 2)),
         None => check(data),
     }
 });

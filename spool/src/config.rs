@@ -52,6 +52,7 @@ pub struct SpoolConfig {
     pub(crate) max_bytes: u64,
     pub(crate) segment_bytes: u64,
     pub(crate) fsync: FsyncPolicy,
+    pub(crate) preallocate: bool,
 }
 
 impl SpoolConfig {
@@ -64,6 +65,7 @@ impl SpoolConfig {
             max_bytes: DEFAULT_MAX_BYTES,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             fsync: FsyncPolicy::Always,
+            preallocate: true,
         })
     }
 
@@ -93,6 +95,26 @@ impl SpoolConfig {
     pub fn fsync(&self) -> FsyncPolicy {
         self.fsync
     }
+
+    /// Whether each new segment file gets its [`segment_bytes`] reserved
+    /// when it is created (`fallocate`; on by default). Appending into
+    /// reserved space spares every `fdatasync` the file-size update, which
+    /// on a journaling file system costs a journal commit (measured on
+    /// ext4: about a third more fsyncs per second). The reserved tail reads
+    /// as zeros until written; recovery cuts it off. The segment being
+    /// written counts at its full size against [`max_bytes`]. Where
+    /// reserving is not supported, segments grow as written.
+    ///
+    /// [`segment_bytes`]: Self::segment_bytes
+    /// [`max_bytes`]: Self::max_bytes
+    pub fn preallocate(&self) -> bool {
+        self.preallocate
+    }
+
+    /// The bytes to reserve for a new segment, if any.
+    pub(crate) fn reserve(&self) -> Option<u64> {
+        self.preallocate.then_some(self.segment_bytes)
+    }
 }
 
 /// Builds a [`SpoolConfig`]; [`SpoolConfigBuilder::build`] validates it.
@@ -116,6 +138,12 @@ impl SpoolConfigBuilder {
     /// See [`FsyncPolicy`].
     pub fn fsync(mut self, policy: FsyncPolicy) -> Self {
         self.0.fsync = policy;
+        self
+    }
+
+    /// See [`SpoolConfig::preallocate`].
+    pub fn preallocate(mut self, on: bool) -> Self {
+        self.0.preallocate = on;
         self
     }
 

@@ -8,7 +8,7 @@
 //! segment header (32 bytes)
 //!   0  magic     b"RPSPOOL\0"
 //!   8  version   u16 = 1
-//!  10  flags     u16 = 0
+//!  10  flags     u16: bit 0 = preallocated (see below); others 0
 //!  12  reserved  u32 = 0
 //!  16  index     u64, equal to the file name's
 //!  24  reserved  u32 = 0
@@ -42,6 +42,17 @@
 //! tail (a frame whose intact header says it runs past the end of the file:
 //! the process died while writing it) from corruption (a header or payload
 //! that fails its checksum).
+//!
+//! A segment flagged *preallocated* had its space reserved when it was
+//! created, so the file is longer than what was written and the rest reads
+//! as zeros. Where its frames stop, zeros to the end of the file are unused
+//! space, not damage; and a frame whose bytes stop inside it, with only
+//! zeros after, is a torn tail (its write never finished), as a frame cut
+//! by the end of the file is in a segment that is not preallocated. Non-zero
+//! bytes past such a frame are corruption as usual. One ambiguity is
+//! inherent: a bit flipped in the last frame of a preallocated segment
+//! whose payload ends in zeros reads as a torn tail; either way the frame is
+//! cut off and everything before it is kept.
 
 /// Magic bytes opening every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"RPSPOOL\0";
@@ -57,6 +68,9 @@ pub const FRAME_HEADER_LEN: usize = 24;
 pub const LEDGER_LEN: usize = 44;
 /// Largest frame payload the reader accepts (256 MiB).
 pub const MAX_PAYLOAD: usize = 256 << 20;
+/// Segment header flag: the file's space was reserved when it was created;
+/// past the last frame it holds zeros.
+pub const FLAG_PREALLOCATED: u16 = 1;
 
 /// What a frame holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,9 +101,20 @@ impl FrameKind {
 
 /// The header of segment file `index`.
 pub fn segment_header(index: u64) -> [u8; SEGMENT_HEADER_LEN] {
+    segment_header_with(index, 0)
+}
+
+/// The header of segment file `index`, whose space was reserved when it was
+/// created ([`FLAG_PREALLOCATED`]).
+pub fn preallocated_segment_header(index: u64) -> [u8; SEGMENT_HEADER_LEN] {
+    segment_header_with(index, FLAG_PREALLOCATED)
+}
+
+fn segment_header_with(index: u64, flags: u16) -> [u8; SEGMENT_HEADER_LEN] {
     let mut h = [0u8; SEGMENT_HEADER_LEN];
     h[0..8].copy_from_slice(&SEGMENT_MAGIC);
     h[8..10].copy_from_slice(&VERSION.to_le_bytes());
+    h[10..12].copy_from_slice(&flags.to_le_bytes());
     h[16..24].copy_from_slice(&index.to_le_bytes());
     let crc = crc32c::crc32c(&h[0..28]);
     h[28..32].copy_from_slice(&crc.to_le_bytes());
@@ -194,6 +219,12 @@ pub enum End {
         /// What is incomplete.
         reason: String,
     },
+    /// Zeros from `offset` to the end of a preallocated segment: space
+    /// reserved and never written. Not damage.
+    Unused {
+        /// Where the unused space starts.
+        offset: usize,
+    },
     /// The bytes at `offset` are not a valid frame: corruption. Everything
     /// from `offset` on is unreadable (frame boundaries are lost) and is to
     /// be quarantined.
@@ -259,7 +290,8 @@ pub fn scan(bytes: &[u8], index: Option<u64>, after_seq: u64) -> Scan<'_> {
             "unsupported segment version {version} (this build reads {VERSION})"
         ));
     }
-    if h[10..16].iter().chain(&h[24..28]).any(|&b| b != 0) {
+    let flags = u16::from_le_bytes([h[10], h[11]]);
+    if flags & !FLAG_PREALLOCATED != 0 || h[12..16].iter().chain(&h[24..28]).any(|&b| b != 0) {
         return bad("segment header has unknown flags or reserved bytes set".to_owned());
     }
     let found = u64::from_le_bytes(h[16..24].try_into().unwrap_or_default());
@@ -335,7 +367,48 @@ pub fn scan(bytes: &[u8], index: Option<u64>, after_seq: u64) -> Scan<'_> {
         });
         at += FRAME_HEADER_LEN + len;
     };
+    let end = if flags & FLAG_PREALLOCATED != 0 {
+        in_preallocated(bytes, end)
+    } else {
+        end
+    };
     Scan { frames, end }
+}
+
+/// How a preallocated segment ends where its valid frames stop: unused
+/// space if only zeros follow; a torn tail if the frame there stops inside
+/// itself with only zeros after; otherwise what the scan found.
+fn in_preallocated(bytes: &[u8], end: End) -> End {
+    let at = match &end {
+        End::Torn { offset, .. } | End::Corrupt { offset, .. } => *offset,
+        _ => return end,
+    };
+    let rest = bytes.get(at..).unwrap_or_default();
+    let Some(last) = rest.iter().rposition(|&b| b != 0) else {
+        return End::Unused { offset: at };
+    };
+    let written = last + 1;
+    // The frame's extent, as far as its header can be trusted.
+    let extent = match rest.get(..FRAME_HEADER_LEN) {
+        Some(h)
+            if crc32c::crc32c(&h[0..16]) == u32::from_le_bytes([h[16], h[17], h[18], h[19]]) =>
+        {
+            let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+            FRAME_HEADER_LEN + len.min(MAX_PAYLOAD)
+        }
+        _ => FRAME_HEADER_LEN,
+    };
+    if written < extent {
+        End::Torn {
+            offset: at,
+            reason: format!(
+                "frame followed only by zeros: its write never finished \
+                 ({written} of {extent} bytes written)"
+            ),
+        }
+    } else {
+        end
+    }
 }
 
 /// The ledger: the acknowledgement watermark and the next sequence number
@@ -444,7 +517,9 @@ mod tests {
                 End::Clean => assert!(boundaries.contains(&cut), "cut {cut}"),
                 End::Torn { .. } => assert!(!boundaries.contains(&cut)),
                 End::BadHeader { .. } => assert!(cut < SEGMENT_HEADER_LEN),
-                End::Corrupt { .. } => panic!("cut {cut} read as corrupt"),
+                End::Corrupt { .. } | End::Unused { .. } => {
+                    panic!("cut {cut} read as {:?}", scan.end)
+                }
             }
         }
         for bit in 0..s.len() * 8 {
@@ -453,6 +528,49 @@ mod tests {
             let scan = scan(&d, Some(7), 0);
             assert!(!matches!(scan.end, End::Clean), "bit {bit} not detected");
         }
+    }
+
+    #[test]
+    fn preallocated_space_is_unused_and_a_frame_cut_in_it_is_torn() {
+        let mut s = preallocated_segment_header(7).to_vec();
+        push_frame(&mut s, FrameKind::Record, 1, b"hello");
+        push_frame(&mut s, FrameKind::Record, 2, b"world");
+        let written = s.len();
+        s.resize(written + 100, 0);
+        let boundaries = [SEGMENT_HEADER_LEN, SEGMENT_HEADER_LEN + 29, written];
+        let full = scan(&s, Some(7), 0);
+        assert_eq!(full.end, End::Unused { offset: written });
+        assert_eq!(full.frames.len(), 2);
+        assert_eq!(full.valid_len(), written);
+        // The process died at `cut`: the rest of the reserved space is zeros.
+        for cut in SEGMENT_HEADER_LEN..written {
+            let mut d = s.clone();
+            d[cut..].fill(0);
+            let frame_start = *boundaries.iter().rfind(|&&b| b <= cut).unwrap();
+            match scan(&d, Some(7), 0).end {
+                End::Unused { offset } => assert_eq!((offset, cut), (frame_start, frame_start)),
+                End::Torn { offset, .. } => assert_eq!(offset, frame_start, "cut {cut}"),
+                end => panic!("cut {cut} read as {end:?}"),
+            }
+        }
+        // A flipped bit in a written frame is corruption, as without
+        // preallocation (these payloads do not end in zeros).
+        for bit in SEGMENT_HEADER_LEN * 8..written * 8 {
+            let mut d = s.clone();
+            d[bit / 8] ^= 1 << (bit % 8);
+            let end = scan(&d, Some(7), 0).end;
+            assert!(matches!(end, End::Corrupt { .. }), "bit {bit}: {end:?}");
+        }
+        // Written bytes past the unused space are corruption.
+        let mut d = s.clone();
+        d[written + 50] = 1;
+        assert!(
+            matches!(scan(&d, Some(7), 0).end, End::Corrupt { offset, .. } if offset == written)
+        );
+        // Unknown flags are refused.
+        let mut d = s.clone();
+        d[10] = 2;
+        assert!(matches!(scan(&d, Some(7), 0).end, End::BadHeader { .. }));
     }
 
     #[test]

@@ -5,8 +5,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use tracing::debug;
+
 use crate::error::SpoolError;
-use crate::format::Ledger;
+use crate::format::{self, Ledger};
 
 /// The ledger's file name.
 pub(crate) const LEDGER: &str = "ledger";
@@ -31,6 +33,40 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
         return None;
     }
     digits.parse().ok()
+}
+
+/// Creates segment file `index` and writes its header. With `reserve`, the
+/// file's space is reserved first (`fallocate`): appending into reserved
+/// space spares each later `fdatasync` the file-size update, which on
+/// journaling file systems costs a journal commit. Where reserving fails
+/// (unsupported, or no room for the whole segment) the segment is written
+/// without it and grows as written.
+pub(crate) fn create_segment(
+    dir: &Path,
+    index: u64,
+    reserve: Option<u64>,
+) -> Result<File, SpoolError> {
+    let path = segment_path(dir, index);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(SpoolError::io("create", &path))?;
+    let reserved = reserve.is_some_and(|bytes| {
+        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, bytes)
+            .inspect_err(
+                |e| debug!(file = %path.display(), error = %e, "segment space not reserved"),
+            )
+            .is_ok()
+    });
+    let header = if reserved {
+        format::preallocated_segment_header(index)
+    } else {
+        format::segment_header(index)
+    };
+    file.write_all(&header)
+        .map_err(SpoolError::io("write", &path))?;
+    Ok(file)
 }
 
 /// Fsyncs a directory, so that files created, renamed or removed in it

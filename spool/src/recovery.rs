@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use robust_producer::Record;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::codec;
 use crate::error::SpoolError;
@@ -184,6 +184,12 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
         let file_len = bytes.len() as u64;
         match end {
             End::Clean => {}
+            End::Unused { offset } => {
+                // The rest of a preallocated segment: cut off, so that the
+                // files hold what the spool's bound counts.
+                debug!(file = %path.display(), offset, "spool recovery: unused preallocated space cut off");
+                truncate(&path, offset as u64)?;
+            }
             End::Torn { offset, reason } => {
                 let damage = Damage {
                     file: path.clone(),

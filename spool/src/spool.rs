@@ -4,8 +4,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -17,7 +16,7 @@ use crate::codec;
 use crate::config::{FsyncPolicy, SpoolConfig};
 use crate::error::SpoolError;
 use crate::format::{self, FRAME_HEADER_LEN, FrameKind, SEGMENT_HEADER_LEN};
-use crate::fs::{lock_dir, segment_path, sync_dir};
+use crate::fs::{create_segment, lock_dir, segment_path, sync_dir};
 use crate::recovery::{RecoveryReport, recover};
 use crate::writer::{Files, FilesMutex, Threads};
 
@@ -201,13 +200,7 @@ impl DiskSpool {
         // The session's first segment.
         let index = rec.next_index;
         let path = segment_path(&dir, index);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(SpoolError::io("create", &path))?;
-        file.write_all(&format::segment_header(index))
-            .map_err(SpoolError::io("write", &path))?;
+        let file = create_segment(&dir, index, config.reserve())?;
         file.sync_all().map_err(SpoolError::io("fsync", &path))?;
         sync_dir(&dir)?;
 
@@ -383,7 +376,17 @@ impl Core {
             None => active.start,
         };
         let header = if roll { SEGMENT_HEADER_LEN as u64 } else { 0 };
-        Some(st.head + header + frame - start)
+        // A preallocated segment takes its full size from the start.
+        let written = if roll {
+            header + frame
+        } else {
+            active.len + frame
+        };
+        let reserved = self
+            .config
+            .reserve()
+            .map_or(0, |bytes| bytes.saturating_sub(written));
+        Some(st.head + header + frame - start + reserved)
     }
 }
 

@@ -22,7 +22,7 @@
 //! retried (after a failed fsync the kernel may have dropped the dirty
 //! pages; a retry that succeeds would prove nothing).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -34,8 +34,8 @@ use tracing::{debug, error};
 
 use crate::config::FsyncPolicy;
 use crate::error::SpoolError;
-use crate::format::{self, Ledger};
-use crate::fs::{segment_path, sync_dir, write_ledger};
+use crate::format::Ledger;
+use crate::fs::{create_segment, segment_path, sync_dir, write_ledger};
 use crate::spool::{Core, HIGH_WATER, State, Waiting};
 
 /// The longest the `Always` syncer waits, after reporting records Durable,
@@ -385,14 +385,7 @@ impl Threads {
 
     /// Starts segment `index`.
     fn roll(&self, files: &mut Files, index: u64) -> Result<(), SpoolError> {
-        let path = segment_path(&self.dir, index);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(SpoolError::io("create", &path))?;
-        file.write_all(&format::segment_header(index))
-            .map_err(SpoolError::io("write", &path))?;
+        let file = create_segment(&self.dir, index, self.core.config.reserve())?;
         let old = std::mem::replace(&mut files.current, Arc::new(file));
         let old_index = std::mem::replace(&mut files.index, index);
         if files.dirty {

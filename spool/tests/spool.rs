@@ -378,3 +378,81 @@ async fn a_full_disk_stops_the_spool_with_a_clear_error_and_no_corruption() {
     );
     assert!(spool.recovery().replayed >= durable.len());
 }
+
+/// The segment files in `dir`, with their lengths and whether their header
+/// carries the preallocated flag.
+fn segments(dir: &std::path::Path) -> Vec<(u64, bool)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(p).unwrap();
+            let flags = u16::from_le_bytes([bytes[10], bytes[11]]);
+            (bytes.len() as u64, flags & 1 == 1)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn preallocated_segments_take_their_size_at_once_and_recovery_cuts_the_unused_rest() {
+    for preallocate in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SpoolConfig::builder(dir.path())
+            .segment_bytes(1 << 20)
+            .max_bytes(4 << 20)
+            .preallocate(preallocate)
+            .build()
+            .unwrap();
+        let spool = DiskSpool::open(config.clone()).unwrap();
+        let down = Broker::down();
+        let producer = start(&spool, &down, OverflowPolicy::Reject);
+        let mut handles = Vec::new();
+        for i in 0..20 {
+            handles.push(producer.send(rec("k", &format!("r{i}"))).await.unwrap());
+        }
+        for h in &handles {
+            h.durable().await.unwrap();
+        }
+        let written = match segments(dir.path()).as_slice() {
+            // This file system reserves space: the segment is full-sized.
+            [(len, true)] => {
+                assert!(preallocate);
+                assert_eq!(*len, 1 << 20);
+                None
+            }
+            [(len, false)] => {
+                // Not reserved: it holds what was written. (Linux file
+                // systems that tests run on, ext4, xfs, btrfs and tmpfs,
+                // all support reserving.)
+                assert!(!(preallocate && cfg!(target_os = "linux")));
+                assert!(*len < 4096, "{len}");
+                Some(*len)
+            }
+            other => panic!("one segment expected: {other:?}"),
+        };
+        assert!(producer.close(Duration::from_millis(50)).await.is_empty());
+        drop((producer, spool, handles));
+
+        // Reopened: every record comes back, nothing is reported damaged,
+        // and the unused reserved space is gone.
+        let spool = DiskSpool::open(config).unwrap();
+        let report = spool.recovery().clone();
+        assert_eq!(report.replayed, 20, "{report:?}");
+        assert!(
+            report.torn_tails.is_empty() && report.quarantined.is_empty(),
+            "{report:?}"
+        );
+        let after = segments(dir.path());
+        let old = after[0].0;
+        assert!(old < 4096, "unused space not cut off: {old}");
+        if let Some(len) = written {
+            assert!(old >= len);
+        }
+        drop(spool);
+    }
+}
