@@ -70,7 +70,8 @@ fn check(data: &[u8]) {
 
 /// Builds a segment whose frames have valid checksums from `data`: each
 /// chunk is (kind byte, length byte, payload). `preallocated`: flagged so,
-/// with zeros after the frames, as a segment whose space was reserved.
+/// frames with their end byte, and zeros after them, as a segment whose
+/// space was reserved.
 fn with_valid_crcs(data: &[u8], preallocated: bool) -> Vec<u8> {
     let mut seg = if preallocated {
         format::preallocated_segment_header(1).to_vec()
@@ -89,6 +90,9 @@ fn with_valid_crcs(data: &[u8], preallocated: bool) -> Vec<u8> {
         };
         seq += 1 + u64::from(*len % 3);
         format::push_frame(&mut seg, kind, seq, payload);
+        if preallocated {
+            format::push_frame_end(&mut seg);
+        }
         rest = next;
     }
     if preallocated {

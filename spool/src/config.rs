@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::SpoolError;
+use crate::format::FRAME_HEADER_LEN;
 
 /// When the spool fsyncs, and so what "Durable" means.
 ///
@@ -114,6 +115,11 @@ impl SpoolConfig {
     /// The bytes to reserve for a new segment, if any.
     pub(crate) fn reserve(&self) -> Option<u64> {
         self.preallocate.then_some(self.segment_bytes)
+    }
+
+    /// The bytes a frame with a `payload`-byte payload takes in a segment.
+    pub(crate) fn frame_bytes(&self, payload: usize) -> u64 {
+        (FRAME_HEADER_LEN + payload + usize::from(self.preallocate)) as u64
     }
 }
 

@@ -22,6 +22,7 @@
 //!                increasing through the whole spool); 0 in settled frames
 //!  16  hcrc      u32 = crc32c(bytes 0..16)
 //!  20  pcrc      u32 = crc32c(payload)
+//! in a preallocated segment, one end byte FRAME_END (0xE5) after the payload
 //!
 //! record payload: see the codec module
 //! settled payload: u32 count, then count x (u64 first, u64 last): ranges of
@@ -43,16 +44,16 @@
 //! the process died while writing it) from corruption (a header or payload
 //! that fails its checksum).
 //!
-//! A segment flagged *preallocated* had its space reserved when it was
-//! created, so the file is longer than what was written and the rest reads
-//! as zeros. Where its frames stop, zeros to the end of the file are unused
-//! space, not damage; and a frame whose bytes stop inside it, with only
-//! zeros after, is a torn tail (its write never finished), as a frame cut
-//! by the end of the file is in a segment that is not preallocated. Non-zero
-//! bytes past such a frame are corruption as usual. One ambiguity is
-//! inherent: a bit flipped in the last frame of a preallocated segment
-//! whose payload ends in zeros reads as a torn tail; either way the frame is
-//! cut off and everything before it is kept.
+//! A segment flagged *preallocated* may have had its space reserved when it
+//! was created, so the file is longer than what was written and the rest
+//! reads as zeros. Each of its frames ends with a non-zero end byte, so that
+//! a frame whose write finished never ends in zeros. Where its frames stop,
+//! zeros to the end of the file are unused space, not damage; a frame whose
+//! bytes stop before its end byte, with only zeros after, is a torn tail
+//! (its write never finished), as a frame cut by the end of the file is in
+//! a segment that is not preallocated; and anything else is corruption as
+//! usual: a flipped bit in a finished frame leaves its end byte non-zero,
+//! or is the end byte.
 
 /// Magic bytes opening every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"RPSPOOL\0";
@@ -68,9 +69,12 @@ pub const FRAME_HEADER_LEN: usize = 24;
 pub const LEDGER_LEN: usize = 44;
 /// Largest frame payload the reader accepts (256 MiB).
 pub const MAX_PAYLOAD: usize = 256 << 20;
-/// Segment header flag: the file's space was reserved when it was created;
-/// past the last frame it holds zeros.
+/// Segment header flag: the file's space may have been reserved when it
+/// was created (past the last frame it then holds zeros), and every frame
+/// ends with [`FRAME_END`].
 pub const FLAG_PREALLOCATED: u16 = 1;
+/// The byte that ends every frame of a preallocated segment.
+pub const FRAME_END: u8 = 0xE5;
 
 /// What a frame holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +123,11 @@ fn segment_header_with(index: u64, flags: u16) -> [u8; SEGMENT_HEADER_LEN] {
     let crc = crc32c::crc32c(&h[0..28]);
     h[28..32].copy_from_slice(&crc.to_le_bytes());
     h
+}
+
+/// Appends the end byte that follows every frame in a preallocated segment.
+pub fn push_frame_end(out: &mut Vec<u8>) {
+    out.push(FRAME_END);
 }
 
 /// Appends one frame with `payload` to `out`.
@@ -196,12 +205,14 @@ pub struct Frame<'a> {
     pub seq: u64,
     /// The payload, checksum verified.
     pub payload: &'a [u8],
+    /// The frame ends with [`FRAME_END`] (preallocated segments).
+    pub marked: bool,
 }
 
 impl Frame<'_> {
     /// Offset just past the frame.
     pub fn end(&self) -> usize {
-        self.offset + FRAME_HEADER_LEN + self.payload.len()
+        self.offset + FRAME_HEADER_LEN + self.payload.len() + usize::from(self.marked)
     }
 }
 
@@ -294,6 +305,7 @@ pub fn scan(bytes: &[u8], index: Option<u64>, after_seq: u64) -> Scan<'_> {
     if flags & !FLAG_PREALLOCATED != 0 || h[12..16].iter().chain(&h[24..28]).any(|&b| b != 0) {
         return bad("segment header has unknown flags or reserved bytes set".to_owned());
     }
+    let marked = flags & FLAG_PREALLOCATED != 0;
     let found = u64::from_le_bytes(h[16..24].try_into().unwrap_or_default());
     if let Some(index) = index.filter(|&i| i != found) {
         return bad(format!(
@@ -350,6 +362,23 @@ pub fn scan(bytes: &[u8], index: Option<u64>, after_seq: u64) -> Scan<'_> {
                 reason: "frame payload checksum mismatch".to_owned(),
             };
         }
+        if marked {
+            match rest.get(FRAME_HEADER_LEN + len) {
+                None => {
+                    break End::Torn {
+                        offset: at,
+                        reason: "frame end byte not written".to_owned(),
+                    };
+                }
+                Some(&b) if b != FRAME_END => {
+                    break End::Corrupt {
+                        offset: at,
+                        reason: format!("frame end byte is {b:#04x}, not {FRAME_END:#04x}"),
+                    };
+                }
+                Some(_) => {}
+            }
+        }
         if kind == FrameKind::Record {
             if seq <= last_seq {
                 break End::Corrupt {
@@ -364,10 +393,11 @@ pub fn scan(bytes: &[u8], index: Option<u64>, after_seq: u64) -> Scan<'_> {
             kind,
             seq,
             payload,
+            marked,
         });
-        at += FRAME_HEADER_LEN + len;
+        at += FRAME_HEADER_LEN + len + usize::from(marked);
     };
-    let end = if flags & FLAG_PREALLOCATED != 0 {
+    let end = if marked {
         in_preallocated(bytes, end)
     } else {
         end
@@ -376,8 +406,8 @@ pub fn scan(bytes: &[u8], index: Option<u64>, after_seq: u64) -> Scan<'_> {
 }
 
 /// How a preallocated segment ends where its valid frames stop: unused
-/// space if only zeros follow; a torn tail if the frame there stops inside
-/// itself with only zeros after; otherwise what the scan found.
+/// space if only zeros follow; a torn tail if the frame there stops before
+/// its end byte with only zeros after; otherwise what the scan found.
 fn in_preallocated(bytes: &[u8], end: End) -> End {
     let at = match &end {
         End::Torn { offset, .. } | End::Corrupt { offset, .. } => *offset,
@@ -394,7 +424,7 @@ fn in_preallocated(bytes: &[u8], end: End) -> End {
             if crc32c::crc32c(&h[0..16]) == u32::from_le_bytes([h[16], h[17], h[18], h[19]]) =>
         {
             let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
-            FRAME_HEADER_LEN + len.min(MAX_PAYLOAD)
+            FRAME_HEADER_LEN + len.min(MAX_PAYLOAD) + 1
         }
         _ => FRAME_HEADER_LEN,
     };
@@ -533,11 +563,14 @@ mod tests {
     #[test]
     fn preallocated_space_is_unused_and_a_frame_cut_in_it_is_torn() {
         let mut s = preallocated_segment_header(7).to_vec();
-        push_frame(&mut s, FrameKind::Record, 1, b"hello");
-        push_frame(&mut s, FrameKind::Record, 2, b"world");
+        // Payloads ending in zeros, as encoded records without headers do.
+        push_frame(&mut s, FrameKind::Record, 1, b"hello\0\0");
+        push_frame_end(&mut s);
+        push_frame(&mut s, FrameKind::Record, 2, b"world\0\0");
+        push_frame_end(&mut s);
         let written = s.len();
         s.resize(written + 100, 0);
-        let boundaries = [SEGMENT_HEADER_LEN, SEGMENT_HEADER_LEN + 29, written];
+        let boundaries = [SEGMENT_HEADER_LEN, SEGMENT_HEADER_LEN + 32, written];
         let full = scan(&s, Some(7), 0);
         assert_eq!(full.end, End::Unused { offset: written });
         assert_eq!(full.frames.len(), 2);
@@ -554,7 +587,7 @@ mod tests {
             }
         }
         // A flipped bit in a written frame is corruption, as without
-        // preallocation (these payloads do not end in zeros).
+        // preallocation, though the payloads end in zeros.
         for bit in SEGMENT_HEADER_LEN * 8..written * 8 {
             let mut d = s.clone();
             d[bit / 8] ^= 1 << (bit % 8);

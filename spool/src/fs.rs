@@ -39,8 +39,8 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
 /// file's space is reserved first (`fallocate`): appending into reserved
 /// space spares each later `fdatasync` the file-size update, which on
 /// journaling file systems costs a journal commit. Where reserving fails
-/// (unsupported, or no room for the whole segment) the segment is written
-/// without it and grows as written.
+/// (unsupported, or no room for the whole segment) the segment grows as
+/// written; it is flagged preallocated either way (see the format module).
 pub(crate) fn create_segment(
     dir: &Path,
     index: u64,
@@ -52,14 +52,14 @@ pub(crate) fn create_segment(
         .create_new(true)
         .open(&path)
         .map_err(SpoolError::io("create", &path))?;
-    let reserved = reserve.is_some_and(|bytes| {
-        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, bytes)
-            .inspect_err(
-                |e| debug!(file = %path.display(), error = %e, "segment space not reserved"),
-            )
-            .is_ok()
-    });
-    let header = if reserved {
+    if let Some(bytes) = reserve
+        && let Err(e) = rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, bytes)
+    {
+        debug!(file = %path.display(), error = %e, "segment space not reserved; it grows as written");
+    }
+    // Flagged whether or not reserving worked: the flag also says that
+    // frames carry their end byte, which the appenders add when it is on.
+    let header = if reserve.is_some() {
         format::preallocated_segment_header(index)
     } else {
         format::segment_header(index)

@@ -15,7 +15,7 @@ use robust_producer::{Record, RecordId, Room, Spool, SpoolSignal};
 use crate::codec;
 use crate::config::{FsyncPolicy, SpoolConfig};
 use crate::error::SpoolError;
-use crate::format::{self, FRAME_HEADER_LEN, FrameKind, SEGMENT_HEADER_LEN};
+use crate::format::{self, FrameKind, SEGMENT_HEADER_LEN};
 use crate::fs::{create_segment, lock_dir, segment_path, sync_dir};
 use crate::recovery::{RecoveryReport, recover};
 use crate::writer::{Files, FilesMutex, Threads};
@@ -502,10 +502,10 @@ impl Spool for DiskSpool {
                 max,
             };
         };
-        let frame = (FRAME_HEADER_LEN + len) as u64;
+        let frame = core.config.frame_bytes(len);
         match core.usage_with(&st, frame, oldest_held.map(|id| id.0)) {
             None => Room::TooLarge {
-                size: FRAME_HEADER_LEN + len,
+                size: usize::try_from(frame).unwrap_or(usize::MAX),
                 max,
             },
             Some(used) if used <= core.config.max_bytes => Room::Fits,
@@ -522,13 +522,16 @@ impl Spool for DiskSpool {
         let Some(len) = codec::encoded_len(record) else {
             return; // room() refused it already
         };
-        let frame = (FRAME_HEADER_LEN + len) as u64;
+        let frame = core.config.frame_bytes(len);
         st.roll_if_needed(&core.config, frame, id.0);
         st.last_id = st.last_id.max(id.0);
         let seq = st.seq_base + id.0;
         format::push_frame_with(&mut st.buf, FrameKind::Record, seq, |out| {
             codec::encode(record, out);
         });
+        if core.config.preallocate() {
+            format::push_frame_end(&mut st.buf);
+        }
         st.grew(frame);
         if let Some(active) = st.segments.back_mut() {
             active.last_seq = seq;
@@ -566,12 +569,15 @@ impl Spool for DiskSpool {
                 _ => ranges.push((s, s)),
             }
         }
-        let frame = (FRAME_HEADER_LEN + 4 + 16 * ranges.len()) as u64;
+        let frame = core.config.frame_bytes(4 + 16 * ranges.len());
         let first_id = st.last_id + 1;
         st.roll_if_needed(&core.config, frame, first_id);
         format::push_frame_with(&mut st.buf, FrameKind::Settled, 0, |out| {
             format::settled_payload(&ranges, out);
         });
+        if core.config.preallocate() {
+            format::push_frame_end(&mut st.buf);
+        }
         st.grew(frame);
         st.buf_settles += seqs.len();
         core.unrecorded.fetch_add(seqs.len(), Ordering::AcqRel);
