@@ -67,17 +67,24 @@ impl InFlight {
 
     /// The slot of `id`, or where it would go. Records are sent in id order
     /// and tombstones keep their place, so slot ids are usually consecutive
-    /// and `id - front` finds the slot at once; otherwise binary search.
+    /// and `id - front` finds the slot at once. A compaction leaves gaps
+    /// below the records sent after it, which `back - id` still finds at
+    /// once; only the compacted ones need a binary search.
     fn position(&self, id: RecordId) -> Result<usize, usize> {
-        let Some((front, _)) = self.slots.front() else {
+        let (Some((front, _)), Some((back, _))) = (self.slots.front(), self.slots.back()) else {
             return Err(0);
         };
-        if let Some(guess) =
-            id.0.checked_sub(front.0)
-                .and_then(|d| usize::try_from(d).ok())
-            && self.slots.get(guess).is_some_and(|(i, _)| *i == id)
-        {
-            return Ok(guess);
+        let from_front = id.0.checked_sub(front.0);
+        let from_back = back.0.checked_sub(id.0).and_then(|d| {
+            let d = usize::try_from(d).ok()?;
+            (self.slots.len() - 1).checked_sub(d)
+        });
+        for guess in [from_front.and_then(|d| usize::try_from(d).ok()), from_back] {
+            if let Some(at) = guess
+                && self.slots.get(at).is_some_and(|(i, _)| *i == id)
+            {
+                return Ok(at);
+            }
         }
         self.slots.binary_search_by_key(&id, |(i, _)| *i)
     }
