@@ -61,8 +61,10 @@ const LONG_IDLE: Duration = Duration::from_secs(1);
 const INLINE_ACTIVE: Duration = Duration::from_millis(100);
 
 /// The poll thread's nap while the owner is busy and polls inline;
-/// [`Client::hand_over`] cuts it short.
-const INLINE_NAP: Duration = Duration::from_millis(1);
+/// [`Client::hand_over`] cuts it short (no wake-up is lost: see there), so
+/// the nap only bounds how late the poll thread notices an owner that
+/// stopped polling ([`INLINE_ACTIVE`]).
+const INLINE_NAP: Duration = Duration::from_millis(10);
 
 /// While the owner is idle with records awaiting their reports, the poll
 /// thread nudges it (wakes it to poll inline) this long after its last
