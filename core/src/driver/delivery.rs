@@ -189,11 +189,19 @@ impl Future for DeliveryHandle {
 /// Slots of unsettled records, indexed by id. Ids are given out one by one,
 /// so this is a window over a `VecDeque`, trimmed at the front as records
 /// settle.
+///
+/// A slot whose handle was dropped before its record settled is kept for a
+/// later record instead of freed: an application that drops its handles
+/// then allocates none per record.
 #[derive(Debug, Default)]
 pub(crate) struct SlotWindow {
     base: u64,
     slots: VecDeque<Option<Arc<Slot>>>,
+    spare: Vec<Arc<Slot>>,
 }
+
+/// The most slots kept for reuse.
+const SPARE_SLOTS: usize = 1024;
 
 impl SlotWindow {
     /// A handle for the record just accepted as `id`.
@@ -202,7 +210,7 @@ impl SlotWindow {
             self.base = id.0;
         }
         debug_assert_eq!(id.0, self.base + self.slots.len() as u64);
-        let slot = Arc::new(Slot::default());
+        let slot = self.spare.pop().unwrap_or_default();
         self.slots.push_back(Some(Arc::clone(&slot)));
         DeliveryHandle {
             id,
@@ -211,15 +219,24 @@ impl SlotWindow {
         }
     }
 
-    /// Takes the slot of `id`, to complete it.
+    /// Takes the slot of `id`, to complete it; `None` if its handle was
+    /// dropped (nobody is listening: the slot is kept for reuse).
     pub(crate) fn take(&mut self, id: RecordId) -> Option<Arc<Slot>> {
         let at = usize::try_from(id.0.checked_sub(self.base)?).ok()?;
-        let slot = self.slots.get_mut(at)?.take();
+        let mut slot = self.slots.get_mut(at)?.take()?;
         while matches!(self.slots.front(), Some(None)) {
             self.slots.pop_front();
             self.base += 1;
         }
-        slot
+        // Unique: the handle is gone, and no other reference can appear.
+        let Some(unique) = Arc::get_mut(&mut slot) else {
+            return Some(slot);
+        };
+        if self.spare.len() < SPARE_SLOTS {
+            *unique.0.get_mut().unwrap_or_else(PoisonError::into_inner) = SlotState::default();
+            self.spare.push(slot);
+        }
+        None
     }
 
     /// Takes every open slot.
@@ -245,5 +262,41 @@ impl Completions {
         for (slot, outcome) in self.0.drain(..) {
             slot.complete(outcome);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn ack(id: u64) -> Outcome {
+        Ok(Ack::new(RecordId(id)))
+    }
+
+    #[test]
+    fn slots_of_dropped_handles_are_reused_and_kept_ones_complete() {
+        let mut window = SlotWindow::default();
+        let kept = window.open(RecordId(1), Durability::NoSpool);
+        let dropped = window.open(RecordId(2), Durability::NoSpool);
+        let dropped_slot = Arc::as_ptr(&dropped.slot);
+        drop(dropped);
+        assert!(window.take(RecordId(2)).is_none(), "nobody listens");
+        let mut completions = Completions::default();
+        completions.push(window.take(RecordId(1)), ack(1));
+        completions.run();
+        let outcome = std::pin::pin!(kept);
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert_eq!(outcome.poll(&mut cx), Poll::Ready(ack(1)));
+        // The next record gets the dropped handle's slot, reset.
+        let next = window.open(RecordId(3), Durability::NoSpool);
+        assert_eq!(Arc::as_ptr(&next.slot), dropped_slot);
+        let mut completions = Completions::default();
+        completions.push(window.take(RecordId(3)), ack(3));
+        completions.run();
+        let next = std::pin::pin!(next);
+        assert_eq!(next.poll(&mut cx), Poll::Ready(ack(3)));
     }
 }

@@ -1,18 +1,18 @@
-//! The records the machine holds: those waiting to be sent and those in
-//! flight, each kept sorted by id, with the byte and record counts that the
-//! queue bounds apply to.
+//! The records the machine holds, waiting or in flight, in one deque sorted
+//! by id, with the byte and record counts that the queue bounds apply to.
 //!
-//! Keeping both sides sorted by id is what preserves order: a record that
-//! fails or whose link is lost goes back among the waiting ones at its id's
-//! place, so nothing newer overtakes it.
+//! Keeping them sorted by id is what preserves order: a record that fails
+//! or whose link is lost goes back to waiting in its place, so nothing
+//! newer overtakes it.
 //!
+//! A record stays in its slot from acceptance until it settles: sending it
+//! flips a flag instead of moving it (a held record is 144 bytes, and with
+//! 100 000 queued it is long out of the cache by the time it is sent).
 //! Acknowledgements come in id order per partition but interleaved across
-//! partitions, so most of them are not for the oldest record in flight.
-//! Removing from the middle of a `VecDeque` would shift up to half of it
-//! per acknowledgement (about a third of a megabyte with 10 000 records in
-//! flight); the in-flight side therefore leaves a tombstone in place of a
-//! removed record, trims tombstones at both ends, and compacts when they
-//! outnumber the live records.
+//! partitions, so most of them are not for the oldest record; removing from
+//! the middle of a `VecDeque` would shift up to half of it, so a removed
+//! record leaves a tombstone, tombstones are trimmed at both ends, and the
+//! deque is compacted when they outnumber the live records.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -31,129 +31,45 @@ pub(crate) struct Held {
     pub(crate) bucket: u64,
 }
 
-/// Waiting and in-flight records, both sorted by id.
+/// A slot: a held record, waiting or in flight, or a tombstone.
 #[derive(Debug)]
-pub(crate) struct RecordQueue {
-    waiting: VecDeque<Held>,
-    in_flight: InFlight,
-    bytes: usize,
-    clock: AckClock,
+struct Slot {
+    id: RecordId,
+    held: Option<Held>,
+    in_flight: bool,
 }
 
-/// In-flight records sorted by id, with tombstones (`None`) where records
-/// were removed. Invariant: the first and last slots are live (or there are
-/// none), and tombstones never exceed `live + COMPACT_SLACK` for long.
-#[derive(Debug, Default)]
-struct InFlight {
-    slots: VecDeque<(RecordId, Option<Held>)>,
-    live: usize,
+impl Slot {
+    fn waiting(&self) -> Option<&Held> {
+        self.held.as_ref().filter(|_| !self.in_flight)
+    }
 }
 
 /// Tombstones tolerated beyond the number of live records before compacting.
 const COMPACT_SLACK: usize = 1024;
 
-impl InFlight {
-    fn len(&self) -> usize {
-        self.live
-    }
-
-    fn is_empty(&self) -> bool {
-        self.live == 0
-    }
-
-    fn front(&self) -> Option<&Held> {
-        self.slots.front().and_then(|(_, h)| h.as_ref())
-    }
-
-    /// The slot of `id`, or where it would go. Records are sent in id order
-    /// and tombstones keep their place, so slot ids are usually consecutive
-    /// and `id - front` finds the slot at once. A compaction leaves gaps
-    /// below the records sent after it, which `back - id` still finds at
-    /// once; only the compacted ones need a binary search.
-    fn position(&self, id: RecordId) -> Result<usize, usize> {
-        let (Some((front, _)), Some((back, _))) = (self.slots.front(), self.slots.back()) else {
-            return Err(0);
-        };
-        let from_front = id.0.checked_sub(front.0);
-        let from_back = back.0.checked_sub(id.0).and_then(|d| {
-            let d = usize::try_from(d).ok()?;
-            (self.slots.len() - 1).checked_sub(d)
-        });
-        for guess in [from_front.and_then(|d| usize::try_from(d).ok()), from_back] {
-            if let Some(at) = guess
-                && self.slots.get(at).is_some_and(|(i, _)| *i == id)
-            {
-                return Ok(at);
-            }
-        }
-        self.slots.binary_search_by_key(&id, |(i, _)| *i)
-    }
-
-    /// Inserts at its id's place (reusing its own tombstone if it has one);
-    /// returns the slot.
-    fn insert(&mut self, held: Held) -> usize {
-        self.live += 1;
-        let id = held.id;
-        if self.slots.back().is_none_or(|(b, _)| *b < id) {
-            self.slots.push_back((id, Some(held)));
-            return self.slots.len() - 1;
-        }
-        match self.position(id) {
-            Ok(at) => {
-                debug_assert!(self.slots[at].1.is_none(), "{id} is already in flight");
-                self.slots[at].1 = Some(held);
-                at
-            }
-            Err(at) => {
-                self.slots.insert(at, (id, Some(held)));
-                at
-            }
-        }
-    }
-
-    fn get(&self, at: usize) -> Option<&Held> {
-        self.slots.get(at).and_then(|(_, h)| h.as_ref())
-    }
-
-    fn take(&mut self, id: RecordId) -> Option<Held> {
-        let at = self.position(id).ok()?;
-        let held = self.slots[at].1.take()?;
-        self.live -= 1;
-        while self.slots.front().is_some_and(|(_, h)| h.is_none()) {
-            self.slots.pop_front();
-        }
-        while self.slots.back().is_some_and(|(_, h)| h.is_none()) {
-            self.slots.pop_back();
-        }
-        if self.slots.len() > 2 * self.live + COMPACT_SLACK {
-            self.slots.retain(|(_, h)| h.is_some());
-        }
-        Some(held)
-    }
-
-    /// Removes every live record, in id order.
-    fn take_all(&mut self) -> impl Iterator<Item = Held> + use<> {
-        self.live = 0;
-        std::mem::take(&mut self.slots)
-            .into_iter()
-            .filter_map(|(_, h)| h)
-    }
-
-    #[cfg(test)]
-    fn ids(&self) -> Vec<RecordId> {
-        self.slots
-            .iter()
-            .filter(|(_, h)| h.is_some())
-            .map(|(id, _)| *id)
-            .collect()
-    }
+/// Held records, waiting and in flight, sorted by id. Invariants: the first
+/// and last slots are live (or there are none); every slot before `cursor`
+/// is in flight or a tombstone; tombstones never exceed `live +
+/// COMPACT_SLACK` for long.
+#[derive(Debug)]
+pub(crate) struct RecordQueue {
+    slots: VecDeque<Slot>,
+    /// No waiting record before this slot.
+    cursor: usize,
+    waiting: usize,
+    in_flight: usize,
+    bytes: usize,
+    clock: AckClock,
 }
 
 impl RecordQueue {
     pub(crate) fn new(ack_timeout: Duration) -> Self {
         Self {
-            waiting: VecDeque::new(),
-            in_flight: InFlight::default(),
+            slots: VecDeque::new(),
+            cursor: 0,
+            waiting: 0,
+            in_flight: 0,
             bytes: 0,
             clock: AckClock::new(ack_timeout),
         }
@@ -166,11 +82,11 @@ impl RecordQueue {
 
     /// Records held, waiting or in flight.
     pub(crate) fn len(&self) -> usize {
-        self.waiting.len() + self.in_flight.len()
+        self.waiting + self.in_flight
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.waiting.is_empty() && self.in_flight.is_empty()
+        self.len() == 0
     }
 
     /// Bytes held, waiting or in flight.
@@ -179,118 +95,121 @@ impl RecordQueue {
     }
 
     pub(crate) fn waiting_len(&self) -> usize {
-        self.waiting.len()
+        self.waiting
     }
 
     pub(crate) fn in_flight_len(&self) -> usize {
-        self.in_flight.len()
+        self.in_flight
     }
 
     /// The held record with the smallest id (the oldest accepted).
     pub(crate) fn oldest(&self) -> Option<&Held> {
-        match (self.waiting.front(), self.in_flight.front()) {
-            (Some(w), Some(f)) => Some(if w.id < f.id { w } else { f }),
-            (w, f) => w.or(f),
-        }
+        self.slots.front().and_then(|s| s.held.as_ref())
     }
 
     /// Whether the oldest held record is waiting (not in flight).
     pub(crate) fn oldest_is_waiting(&self) -> bool {
-        match (self.waiting.front(), self.in_flight.front()) {
-            (Some(w), Some(f)) => w.id < f.id,
-            (w, _) => w.is_some(),
-        }
+        self.slots.front().is_some_and(|s| s.waiting().is_some())
     }
 
     /// The held record `id`, waiting or in flight.
     pub(crate) fn get(&self, id: RecordId) -> Option<&Held> {
-        fn find(q: &VecDeque<Held>, id: RecordId) -> Option<&Held> {
-            // A record just accepted is last among the waiting ones.
-            if q.back().is_some_and(|b| b.id == id) {
-                return q.back();
-            }
-            position(q, id).ok().and_then(|at| q.get(at))
-        }
-        find(&self.waiting, id).or_else(|| {
-            let at = self.in_flight.position(id).ok()?;
-            self.in_flight.get(at)
-        })
+        let at = self.position(id).ok()?;
+        self.slots.get(at).and_then(|s| s.held.as_ref())
     }
 
     /// Appends a newly accepted record; its id is above every held one.
     pub(crate) fn push_new(&mut self, held: Held) {
-        debug_assert!(self.waiting.back().is_none_or(|b| b.id < held.id));
+        debug_assert!(self.slots.back().is_none_or(|b| b.id < held.id));
         self.bytes += held.size;
-        self.waiting.push_back(held);
+        self.waiting += 1;
+        self.slots.push_back(Slot {
+            id: held.id,
+            held: Some(held),
+            in_flight: false,
+        });
     }
 
-    /// Moves the first waiting record in flight at `now` and returns it.
+    /// Puts the first waiting record in flight at `now` and returns it.
     pub(crate) fn send_next(&mut self, now: Instant) -> Option<&Held> {
-        let mut held = self.waiting.pop_front()?;
-        held.bucket = self.clock.sent(now);
-        let at = self.in_flight.insert(held);
-        self.in_flight.get(at)
+        if self.waiting == 0 {
+            return None;
+        }
+        let at = self.first_waiting()?;
+        self.cursor = at + 1;
+        let bucket = self.clock.sent(now);
+        let slot = self.slots.get_mut(at)?;
+        slot.in_flight = true;
+        self.waiting -= 1;
+        self.in_flight += 1;
+        let held = slot.held.as_mut()?;
+        held.bucket = bucket;
+        Some(held)
     }
 
     /// Removes a record, wherever it is held.
     pub(crate) fn remove(&mut self, id: RecordId) -> Option<Held> {
-        let held = match self.in_flight.take(id) {
-            Some(held) => {
-                self.clock.settled(held.bucket);
-                held
-            }
-            None => take_sorted(&mut self.waiting, id)?,
-        };
+        let at = self.position(id).ok()?;
+        let slot = self.slots.get_mut(at)?;
+        let held = slot.held.take()?;
+        if slot.in_flight {
+            self.in_flight -= 1;
+            self.clock.settled(held.bucket);
+        } else {
+            self.waiting -= 1;
+        }
         self.bytes -= held.size;
+        self.tidy();
         Some(held)
     }
 
-    /// Moves an in-flight record back among the waiting ones, at its place.
-    /// Returns false when it was not in flight.
+    /// Moves an in-flight record back to waiting, in its place. Returns
+    /// false when it was not in flight.
     pub(crate) fn requeue(&mut self, id: RecordId) -> bool {
-        match self.in_flight.take(id) {
-            Some(held) => {
-                self.clock.settled(held.bucket);
-                insert_sorted(&mut self.waiting, held);
-                true
-            }
-            None => false,
-        }
+        let Ok(at) = self.position(id) else {
+            return false;
+        };
+        let Some(slot) = self.slots.get_mut(at) else {
+            return false;
+        };
+        let Some(held) = slot.held.as_ref().filter(|_| slot.in_flight) else {
+            return false;
+        };
+        self.clock.settled(held.bucket);
+        slot.in_flight = false;
+        self.in_flight -= 1;
+        self.waiting += 1;
+        self.cursor = self.cursor.min(at);
+        true
     }
 
-    /// Moves every in-flight record back among the waiting ones, in order.
-    /// Returns how many moved.
+    /// Moves every in-flight record back to waiting, in order. Returns how
+    /// many moved.
     pub(crate) fn requeue_all(&mut self) -> usize {
-        let moved = self.in_flight.len();
+        let moved = self.in_flight;
         if moved == 0 {
             return 0;
         }
         self.clock.clear();
-        let mut merged = VecDeque::with_capacity(self.len());
-        let mut flying = self.in_flight.take_all().peekable();
-        let mut waiting = std::mem::take(&mut self.waiting).into_iter().peekable();
-        loop {
-            let take_flying = match (flying.peek(), waiting.peek()) {
-                (Some(f), Some(w)) => f.id < w.id,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
-            };
-            let next = if take_flying {
-                flying.next()
-            } else {
-                waiting.next()
-            };
-            merged.extend(next);
+        for slot in &mut self.slots {
+            slot.in_flight = false;
         }
-        self.waiting = merged;
+        self.waiting += moved;
+        self.in_flight = 0;
+        self.cursor = 0;
         moved
     }
 
     /// Removes the oldest waiting (not in flight) record.
     pub(crate) fn pop_oldest_waiting(&mut self) -> Option<Held> {
-        let held = self.waiting.pop_front()?;
+        if self.waiting == 0 {
+            return None;
+        }
+        let at = self.first_waiting()?;
+        let held = self.slots.get_mut(at)?.held.take()?;
+        self.waiting -= 1;
         self.bytes -= held.size;
+        self.tidy();
         Some(held)
     }
 
@@ -298,36 +217,82 @@ impl RecordQueue {
     pub(crate) fn take_all(&mut self) -> Vec<Held> {
         self.requeue_all();
         self.bytes = 0;
-        std::mem::take(&mut self.waiting).into()
+        self.waiting = 0;
+        self.cursor = 0;
+        std::mem::take(&mut self.slots)
+            .into_iter()
+            .filter_map(|s| s.held)
+            .collect()
     }
 
     /// Ids currently in flight, in order (for tests and checks).
     #[cfg(test)]
     pub(crate) fn in_flight_ids(&self) -> Vec<RecordId> {
-        self.in_flight.ids()
+        self.slots
+            .iter()
+            .filter(|s| s.in_flight && s.held.is_some())
+            .map(|s| s.id)
+            .collect()
     }
-}
 
-fn position(q: &VecDeque<Held>, id: RecordId) -> Result<usize, usize> {
-    // Acknowledgements mostly arrive in order: check the front first.
-    match q.front() {
-        Some(front) if front.id == id => Ok(0),
-        _ => q.binary_search_by_key(&id, |h| h.id),
+    /// The first waiting slot at or after the cursor (there is none
+    /// before it); moves the cursor there.
+    fn first_waiting(&mut self) -> Option<usize> {
+        let offset = self
+            .slots
+            .range(self.cursor..)
+            .position(|s| s.waiting().is_some())?;
+        self.cursor += offset;
+        Some(self.cursor)
     }
-}
 
-fn take_sorted(q: &mut VecDeque<Held>, id: RecordId) -> Option<Held> {
-    position(q, id).ok().and_then(|at| q.remove(at))
-}
-
-fn insert_sorted(q: &mut VecDeque<Held>, held: Held) -> usize {
-    if q.back().is_none_or(|b| b.id < held.id) {
-        q.push_back(held);
-        return q.len() - 1;
+    /// Trims tombstones at both ends; compacts when they pile up.
+    fn tidy(&mut self) {
+        while self.slots.front().is_some_and(|s| s.held.is_none()) {
+            self.slots.pop_front();
+            self.cursor = self.cursor.saturating_sub(1);
+        }
+        while self.slots.back().is_some_and(|s| s.held.is_none()) {
+            self.slots.pop_back();
+        }
+        self.cursor = self.cursor.min(self.slots.len());
+        if self.slots.len() > 2 * self.len() + COMPACT_SLACK {
+            // The cursor stays valid: compaction keeps the order, and no
+            // waiting slot lies before it.
+            let before = self
+                .slots
+                .range(..self.cursor)
+                .filter(|s| s.held.is_some())
+                .count();
+            self.slots.retain(|s| s.held.is_some());
+            self.cursor = before;
+        }
     }
-    let at = position(q, held.id).unwrap_or_else(|at| at);
-    q.insert(at, held);
-    at
+
+    /// The slot of `id`, or where it would go. Records are accepted in id
+    /// order and tombstones keep their place, so slot ids are usually
+    /// consecutive and `id - front` finds the slot at once. A compaction (or
+    /// ids the overflow policy dropped before they were held) leaves gaps
+    /// below the records accepted after it, which `back - id` still finds at
+    /// once; the rest need a binary search.
+    fn position(&self, id: RecordId) -> Result<usize, usize> {
+        let (Some(front), Some(back)) = (self.slots.front(), self.slots.back()) else {
+            return Err(0);
+        };
+        let from_front = id.0.checked_sub(front.id.0);
+        let from_back = back.id.0.checked_sub(id.0).and_then(|d| {
+            let d = usize::try_from(d).ok()?;
+            (self.slots.len() - 1).checked_sub(d)
+        });
+        for guess in [from_front.and_then(|d| usize::try_from(d).ok()), from_back] {
+            if let Some(at) = guess
+                && self.slots.get(at).is_some_and(|s| s.id == id)
+            {
+                return Ok(at);
+            }
+        }
+        self.slots.binary_search_by_key(&id, |s| s.id)
+    }
 }
 
 #[cfg(test)]
@@ -371,13 +336,13 @@ mod tests {
         assert_eq!(q.in_flight_len(), 1);
         assert_eq!(q.len(), 1);
         assert_eq!(q.bytes(), 11);
-        assert!(q.in_flight.slots.len() <= 2 * q.in_flight.len() + COMPACT_SLACK);
+        assert!(q.slots.len() <= 2 * q.len() + COMPACT_SLACK);
         assert_eq!(q.oldest().map(|h| h.id), Some(RecordId(1)));
         assert_eq!(q.in_flight_ids(), [RecordId(1)]);
         assert!(q.remove(RecordId(2)).is_none(), "already removed");
         assert!(q.remove(RecordId(1)).is_some());
         assert!(q.is_empty());
-        assert!(q.in_flight.slots.is_empty());
+        assert!(q.slots.is_empty());
     }
 
     #[test]
