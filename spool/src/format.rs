@@ -108,8 +108,9 @@ pub fn segment_header(index: u64) -> [u8; SEGMENT_HEADER_LEN] {
     segment_header_with(index, 0)
 }
 
-/// The header of segment file `index`, whose space was reserved when it was
-/// created ([`FLAG_PREALLOCATED`]).
+/// The header of segment file `index` flagged [`FLAG_PREALLOCATED`]: its
+/// space may have been reserved when it was created, and its frames end
+/// with [`FRAME_END`] ([`push_frame_end`]).
 pub fn preallocated_segment_header(index: u64) -> [u8; SEGMENT_HEADER_LEN] {
     segment_header_with(index, FLAG_PREALLOCATED)
 }
