@@ -364,4 +364,34 @@ mod tests {
         assert_eq!(order, [1, 3, 5, 7, 8, 9, 10]);
         assert_eq!(q.bytes(), 0);
     }
+
+    #[test]
+    fn the_oldest_waiting_record_is_found_behind_records_in_flight() {
+        let now = Instant::now();
+        let mut q = RecordQueue::new(Duration::from_secs(30));
+        for id in 1..=6 {
+            q.push_new(held(id, now));
+        }
+        for _ in 0..4 {
+            assert!(q.send_next(now).is_some());
+        }
+        assert!(!q.oldest_is_waiting());
+        // 5 and 6 wait behind 1..=4 in flight; 2 goes back to waiting.
+        assert!(q.requeue(RecordId(2)));
+        assert_eq!((q.waiting_len(), q.in_flight_len()), (3, 3));
+        assert_eq!(q.pop_oldest_waiting().map(|h| h.id), Some(RecordId(2)));
+        assert_eq!(q.pop_oldest_waiting().map(|h| h.id), Some(RecordId(5)));
+        assert_eq!(q.send_next(now).map(|h| h.id), Some(RecordId(6)));
+        assert!(q.send_next(now).is_none());
+        assert_eq!(q.in_flight_ids(), [1, 3, 4, 6].map(RecordId));
+        assert_eq!(q.bytes(), 4 * 11);
+        // Removals in the middle leave tombstones; lookups and order hold.
+        for id in [3, 4] {
+            assert!(q.remove(RecordId(id)).is_some());
+        }
+        assert_eq!(q.get(RecordId(6)).map(|h| h.id), Some(RecordId(6)));
+        assert_eq!(q.requeue_all(), 2);
+        let order: Vec<_> = q.take_all().into_iter().map(|h| h.id.0).collect();
+        assert_eq!(order, [1, 6]);
+    }
 }
