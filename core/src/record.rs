@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 pub use bytes::Bytes;
 
+use crate::Headers;
+
 /// Identifier the producer gives a record when it accepts it.
 ///
 /// Ids grow by one per accepted record, so they also give the order in which
@@ -52,8 +54,8 @@ pub struct Record {
     pub key: Option<Bytes>,
     /// Message value.
     pub payload: Bytes,
-    /// Kafka headers, in order.
-    pub headers: Vec<Header>,
+    /// Kafka headers, in order (the first one is stored inline).
+    pub headers: Headers,
 }
 
 impl Record {
@@ -68,7 +70,7 @@ impl Record {
             topic: topic.into(),
             key: None,
             payload: payload.into(),
-            headers: Vec::new(),
+            headers: Headers::new(),
         }
     }
 
@@ -119,10 +121,7 @@ impl fmt::Debug for Record {
             .field("topic", &self.topic)
             .field("key_len", &self.key.as_ref().map(Bytes::len))
             .field("payload_len", &self.payload.len())
-            .field(
-                "headers",
-                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-            )
+            .field("headers", &self.headers)
             .finish()
     }
 }

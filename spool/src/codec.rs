@@ -124,7 +124,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     let count = usize::from(r.u16("header count")?);
     // Every header takes at least 6 bytes: never reserve more than the
     // input can hold.
-    let mut headers = Vec::with_capacity(count.min(r.bytes.len() / 6));
+    let mut headers = robust_producer::Headers::with_capacity(count.min(r.bytes.len() / 6));
     for _ in 0..count {
         let name_len = usize::from(r.u16("header name length")?);
         let name = r.text(name_len, "header name")?;

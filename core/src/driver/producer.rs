@@ -285,8 +285,9 @@ impl Producer {
             _ => return self.try_send(record),
         };
         let mut record = Some(record);
+        // Started at the first refusal (the first poll, right away): a
+        // record that finds room costs no clock read here.
         let mut sleep: Option<BoxFuture> = None;
-        let deadline = self.now() + timeout;
         poll_fn(|cx| {
             let Some(r) = record.take() else {
                 return Poll::Pending; // polled after completion
@@ -299,8 +300,9 @@ impl Producer {
                     if !timed_out =>
                 {
                     record = Some(e.into_record());
-                    let s =
-                        sleep.get_or_insert_with(|| self.shared().runtime.sleep_until(deadline));
+                    let s = sleep.get_or_insert_with(|| {
+                        self.shared().runtime.sleep_until(self.now() + timeout)
+                    });
                     if s.as_mut().poll(cx).is_ready() {
                         cx.waker().wake_by_ref(); // one last try, then give up
                     }
