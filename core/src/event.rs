@@ -64,7 +64,8 @@ pub enum Event {
     },
 }
 
-/// Why a record was not accepted. Every variant hands the record back.
+/// Why a record was not accepted. Every variant hands the record back
+/// (boxed, so that `Result<_, EnqueueError>` stays small on the hot path).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EnqueueError {
@@ -72,7 +73,7 @@ pub enum EnqueueError {
     #[error("queue full: {held_records} records / {held_bytes} bytes held")]
     QueueFull {
         /// The refused record.
-        record: Record,
+        record: Box<Record>,
         /// Records held when it was refused.
         held_records: usize,
         /// Bytes held when it was refused.
@@ -82,7 +83,7 @@ pub enum EnqueueError {
     #[error("record of {size} bytes exceeds max_record_bytes ({max})")]
     RecordTooLarge {
         /// The refused record.
-        record: Record,
+        record: Box<Record>,
         /// Its size.
         size: usize,
         /// The limit.
@@ -92,7 +93,7 @@ pub enum EnqueueError {
     #[error("invalid record: {reason}")]
     InvalidRecord {
         /// The refused record.
-        record: Record,
+        record: Box<Record>,
         /// What is wrong with it.
         reason: String,
     },
@@ -101,7 +102,7 @@ pub enum EnqueueError {
     #[error("spool full: no room on disk for the record")]
     SpoolFull {
         /// The refused record.
-        record: Record,
+        record: Box<Record>,
     },
     /// The spool stopped after an I/O error (a failed write or fsync, a full
     /// disk): the producer accepts nothing more, since it could not make it
@@ -109,7 +110,7 @@ pub enum EnqueueError {
     #[error("spool failed: {reason}")]
     SpoolFailed {
         /// The refused record.
-        record: Record,
+        record: Box<Record>,
         /// What went wrong, naming the file and the operation.
         reason: String,
     },
@@ -117,7 +118,7 @@ pub enum EnqueueError {
     #[error("producer is closed")]
     Closed {
         /// The refused record.
-        record: Record,
+        record: Box<Record>,
     },
 }
 
@@ -130,7 +131,7 @@ impl EnqueueError {
             | EnqueueError::InvalidRecord { record, .. }
             | EnqueueError::SpoolFull { record }
             | EnqueueError::SpoolFailed { record, .. }
-            | EnqueueError::Closed { record } => record,
+            | EnqueueError::Closed { record } => *record,
         }
     }
 }

@@ -11,6 +11,7 @@ mod queue;
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info, trace, warn};
@@ -121,6 +122,9 @@ pub struct Machine {
     events: VecDeque<Event>,
     counters: Counters,
     last_error: Option<String>,
+    /// The topic of the last record accepted: records sharing its `Arc`
+    /// (the usual case) skip the name check.
+    valid_topic: Option<Arc<str>>,
 }
 
 impl Machine {
@@ -152,6 +156,7 @@ impl Machine {
             events: VecDeque::new(),
             counters: Counters::default(),
             last_error: None,
+            valid_topic: None,
         }
     }
 
@@ -272,15 +277,27 @@ impl Machine {
         mut room: impl FnMut(&Record, Option<RecordId>) -> bool,
     ) -> Result<RecordId, EnqueueError> {
         if self.link == Link::Closed || self.closing.is_some() {
-            return Err(EnqueueError::Closed { record });
+            return Err(EnqueueError::Closed {
+                record: Box::new(record),
+            });
         }
-        if let Err(reason) = validate_topic(&record.topic) {
-            return Err(EnqueueError::InvalidRecord { record, reason });
+        if !self
+            .valid_topic
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(t, &record.topic))
+        {
+            if let Err(reason) = validate_topic(&record.topic) {
+                return Err(EnqueueError::InvalidRecord {
+                    record: Box::new(record),
+                    reason,
+                });
+            }
+            self.valid_topic = Some(Arc::clone(&record.topic));
         }
         let size = record.size();
         if size > self.config.max_record_bytes() {
             return Err(EnqueueError::RecordTooLarge {
-                record,
+                record: Box::new(record),
                 size,
                 max: self.config.max_record_bytes(),
             });
@@ -290,10 +307,12 @@ impl Machine {
             match self.config.overflow() {
                 OverflowPolicy::Reject | OverflowPolicy::Block { .. } => {
                     return Err(if self.fits(size) {
-                        EnqueueError::SpoolFull { record }
+                        EnqueueError::SpoolFull {
+                            record: Box::new(record),
+                        }
                     } else {
                         EnqueueError::QueueFull {
-                            record,
+                            record: Box::new(record),
                             held_records: self.queue.len(),
                             held_bytes: self.queue.bytes(),
                         }
@@ -609,7 +628,7 @@ impl Machine {
     }
 
     fn on_delivered(&mut self, ack: Ack, now: Instant) {
-        if self.queue.remove(ack.id).is_none() {
+        if !self.queue.discard(ack.id) {
             trace!(id = %ack.id, "acknowledgement for a record no longer held");
             return;
         }

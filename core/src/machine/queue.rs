@@ -152,15 +152,36 @@ impl RecordQueue {
         let at = self.position(id).ok()?;
         let slot = self.slots.get_mut(at)?;
         let held = slot.held.take()?;
-        if slot.in_flight {
+        let in_flight = slot.in_flight;
+        self.removed(in_flight, held.size, held.bucket);
+        Some(held)
+    }
+
+    /// Removes a record and drops it where it lies, sparing the copy of
+    /// [`RecordQueue::remove`]; false when it is not held.
+    pub(crate) fn discard(&mut self, id: RecordId) -> bool {
+        let Some(slot) = self.position(id).ok().and_then(|at| self.slots.get_mut(at)) else {
+            return false;
+        };
+        let Some(&Held { size, bucket, .. }) = slot.held.as_ref() else {
+            return false;
+        };
+        let in_flight = slot.in_flight;
+        slot.held = None;
+        self.removed(in_flight, size, bucket);
+        true
+    }
+
+    /// Updates the counts for a removed record, then trims tombstones.
+    fn removed(&mut self, in_flight: bool, size: usize, bucket: u64) {
+        if in_flight {
             self.in_flight -= 1;
-            self.clock.settled(held.bucket);
+            self.clock.settled(bucket);
         } else {
             self.waiting -= 1;
         }
-        self.bytes -= held.size;
+        self.bytes -= size;
         self.tidy();
-        Some(held)
     }
 
     /// Moves an in-flight record back to waiting, in its place. Returns
@@ -330,7 +351,12 @@ mod tests {
         let mut q = queue_with_all_in_flight(n);
         for lane in 0..8 {
             for id in (1..=n).filter(|i| i % 8 == lane && *i != 1) {
-                assert_eq!(q.remove(RecordId(id)).map(|h| h.id), Some(RecordId(id)));
+                // Half the lanes discard (as acknowledgements do), half remove.
+                if lane % 2 == 0 {
+                    assert!(q.discard(RecordId(id)));
+                } else {
+                    assert_eq!(q.remove(RecordId(id)).map(|h| h.id), Some(RecordId(id)));
+                }
             }
         }
         assert_eq!(q.in_flight_len(), 1);
@@ -340,6 +366,7 @@ mod tests {
         assert_eq!(q.oldest().map(|h| h.id), Some(RecordId(1)));
         assert_eq!(q.in_flight_ids(), [RecordId(1)]);
         assert!(q.remove(RecordId(2)).is_none(), "already removed");
+        assert!(!q.discard(RecordId(3)), "already discarded");
         assert!(q.remove(RecordId(1)).is_some());
         assert!(q.is_empty());
         assert!(q.slots.is_empty());
@@ -386,9 +413,9 @@ mod tests {
         assert_eq!(q.in_flight_ids(), [1, 3, 4, 6].map(RecordId));
         assert_eq!(q.bytes(), 4 * 11);
         // Removals in the middle leave tombstones; lookups and order hold.
-        for id in [3, 4] {
-            assert!(q.remove(RecordId(id)).is_some());
-        }
+        assert!(q.remove(RecordId(3)).is_some());
+        assert!(q.discard(RecordId(4)));
+        assert_eq!((q.waiting_len(), q.in_flight_len()), (0, 2));
         assert_eq!(q.get(RecordId(6)).map(|h| h.id), Some(RecordId(6)));
         assert_eq!(q.requeue_all(), 2);
         let order: Vec<_> = q.take_all().into_iter().map(|h| h.id.0).collect();
