@@ -354,7 +354,10 @@ impl ProducerContext for Context {
                 self.on_failure(generation, id, error);
             }
         }
-        if self.backpressured.swap(false, Ordering::AcqRel) {
+        // Read first: a swap on every report would be a locked write each.
+        if self.backpressured.load(Ordering::Acquire)
+            && self.backpressured.swap(false, Ordering::AcqRel)
+        {
             self.push_report(generation, TransportEvent::Ready);
         }
     }

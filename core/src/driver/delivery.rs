@@ -200,8 +200,10 @@ pub(crate) struct SlotWindow {
     spare: Vec<Arc<Slot>>,
 }
 
-/// The most slots kept for reuse.
-const SPARE_SLOTS: usize = 1024;
+/// The most slots kept for reuse (a slot is under 100 bytes). Acks come in
+/// batches of thousands while handles open a few at a time: with a smaller
+/// pool most slots of a batch were freed and soon allocated again.
+const SPARE_SLOTS: usize = 16 * 1024;
 
 impl SlotWindow {
     /// A handle for the record just accepted as `id`.
@@ -274,6 +276,16 @@ mod tests {
     fn ack(id: u64) -> Outcome {
         Ok(Ack::new(RecordId(id)))
     }
+
+    #[test]
+    fn the_spare_pool_stays_small() {
+        // Allocation header, Arc counts and the slot: what SPARE_SLOTS says.
+        assert!(16 + std::mem::size_of::<ArcInner>() <= 100);
+    }
+
+    /// `Arc`'s allocation: two counts and the slot.
+    #[allow(dead_code)]
+    struct ArcInner(usize, usize, Slot);
 
     #[test]
     fn slots_of_dropped_handles_are_reused_and_kept_ones_complete() {
