@@ -39,8 +39,6 @@ pub(crate) struct Driver<T> {
     settled: Vec<RecordId>,
     /// Sending is paused until the spool writes down settled records.
     spool_paused: bool,
-    /// Transport events taken before the lock, handled under it.
-    events: Vec<TransportEvent>,
 }
 
 enum Round {
@@ -58,7 +56,6 @@ impl<T: Transport> Driver<T> {
             completions: Completions::default(),
             settled: Vec::new(),
             spool_paused: false,
-            events: Vec::new(),
         }
     }
 
@@ -113,18 +110,12 @@ impl<T: Transport> Driver<T> {
         let mut completions = std::mem::take(&mut self.completions);
         let mut dead = Vec::new();
         let mut wake = Vec::new();
-        // Taken before the lock: the transport is the driver's own, and
-        // what it does to produce events (the rdkafka transport serves
-        // librdkafka's delivery reports) need not keep senders waiting.
-        let mut busy = take_transport_events(&mut self.transport, &mut self.events, cx);
-        let (closed, next_timeout) = {
+        let (mut busy, closed, next_timeout) = {
             let mut g = self.shared.lock();
             if !g.driver.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 g.driver = Some(cx.waker().clone());
             }
-            for event in self.events.drain(..) {
-                g.machine.handle_transport(event, now);
-            }
+            let mut busy = drain_transport(&mut self.transport, &mut g.machine, now, cx);
             if g.machine.poll_timeout().is_some_and(|t| t <= now) {
                 g.machine.handle_timeout(now);
                 busy = true;
@@ -165,7 +156,7 @@ impl<T: Transport> Driver<T> {
                 &mut dead,
                 &mut wake,
             );
-            (closed, g.machine.poll_timeout())
+            (busy, closed, g.machine.poll_timeout())
         };
         completions.run();
         self.completions = completions;
@@ -271,25 +262,29 @@ fn settle_spool_returns(shared: &Shared) {
 }
 
 /// Feeds ready transport events to the machine; true if there were any.
-fn take_transport_events<T: Transport>(
+fn drain_transport<T: Transport>(
     transport: &mut T,
-    into: &mut Vec<TransportEvent>,
+    machine: &mut Machine,
+    now: Instant,
     cx: &mut Context<'_>,
 ) -> bool {
-    while into.len() < BATCH {
+    let mut n = 0;
+    while n < BATCH {
         match transport.try_next_event() {
-            Some(event) => into.push(event),
+            Some(event) => machine.handle_transport(event, now),
             None => break,
         }
+        n += 1;
     }
-    if into.len() < BATCH {
+    if n < BATCH {
         // Poll the waiting future once: it registers our waker. It is
         // cancel-safe, so dropping it loses nothing.
         if let Poll::Ready(event) = transport.next_event().as_mut().poll(cx) {
-            into.push(event);
+            machine.handle_transport(event, now);
+            n += 1;
         }
     }
-    !into.is_empty()
+    n > 0
 }
 
 /// Carries out the machine's commands; returns how many, whether the
