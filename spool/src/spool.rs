@@ -423,7 +423,21 @@ impl State {
         self.head += SEGMENT_HEADER_LEN as u64;
     }
 
-    fn grew(&mut self, bytes: u64) {
+    /// Appends one frame to the buffer, with its end byte when segments are
+    /// preallocated, and counts its bytes in the active segment.
+    fn push_frame(
+        &mut self,
+        config: &SpoolConfig,
+        kind: FrameKind,
+        seq: u64,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let before = self.buf.len();
+        format::push_frame_with(&mut self.buf, kind, seq, write);
+        if config.preallocate() {
+            format::push_frame_end(&mut self.buf);
+        }
+        let bytes = (self.buf.len() - before) as u64;
         self.head += bytes;
         if let Some(active) = self.segments.back_mut() {
             active.len += bytes;
@@ -526,13 +540,9 @@ impl Spool for DiskSpool {
         st.roll_if_needed(&core.config, frame, id.0);
         st.last_id = st.last_id.max(id.0);
         let seq = st.seq_base + id.0;
-        format::push_frame_with(&mut st.buf, FrameKind::Record, seq, |out| {
+        st.push_frame(&core.config, FrameKind::Record, seq, |out| {
             codec::encode(record, out);
         });
-        if core.config.preallocate() {
-            format::push_frame_end(&mut st.buf);
-        }
-        st.grew(frame);
         if let Some(active) = st.segments.back_mut() {
             active.last_seq = seq;
         }
@@ -572,13 +582,9 @@ impl Spool for DiskSpool {
         let frame = core.config.frame_bytes(4 + 16 * ranges.len());
         let first_id = st.last_id + 1;
         st.roll_if_needed(&core.config, frame, first_id);
-        format::push_frame_with(&mut st.buf, FrameKind::Settled, 0, |out| {
+        st.push_frame(&core.config, FrameKind::Settled, 0, |out| {
             format::settled_payload(&ranges, out);
         });
-        if core.config.preallocate() {
-            format::push_frame_end(&mut st.buf);
-        }
-        st.grew(frame);
         st.buf_settles += seqs.len();
         core.unrecorded.fetch_add(seqs.len(), Ordering::AcqRel);
         st.seqs = seqs;

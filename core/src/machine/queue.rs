@@ -228,9 +228,7 @@ impl RecordQueue {
         }
         let at = self.first_waiting()?;
         let held = self.slots.get_mut(at)?.held.take()?;
-        self.waiting -= 1;
-        self.bytes -= held.size;
-        self.tidy();
+        self.removed(false, held.size, held.bucket);
         Some(held)
     }
 
