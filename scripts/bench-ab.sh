@@ -26,9 +26,9 @@ for _ in $(seq "$reps"); do
     done
 done
 
-# Per line: "BIN: round N:  raw R/s C (... APP_RAW)  ours O/s C (... APP_OURS)".
-# The application thread is named after the binary: its CPU is the last
-# figure in each parenthesis.
+# Per line: "BIN: round N:  raw R/s C (NAME CPU, ...)  ours O/s C (NAME CPU, ...)".
+# The application thread is named after the binary (first 15 characters):
+# its CPU is the figure after that name in each parenthesis.
 awk '
 function median(s,   n, v, i, j, t) {
     n = split(s, v, " ")
@@ -37,11 +37,12 @@ function median(s,   n, v, i, j, t) {
 }
 {
     bin = $1; sub(/:$/, "", bin)
+    name = bin; sub(/.*\//, "", name); name = substr(name, 1, 15)
     raw = ""; ours = ""; app_raw = ""; app_ours = ""
     for (i = 2; i <= NF; i++) {
         if ($i == "raw") { raw = $(i + 1) + 0; part = "raw" }
         if ($i == "ours") { ours = $(i + 1) + 0; part = "ours" }
-        if ($i ~ /\)$/) { v = $i; sub(/\)$/, "", v); if (part == "raw") app_raw = v; else app_ours = v }
+        if ($i == "(" name) { v = $(i + 1) + 0; if (part == "raw") app_raw = v; else app_ours = v }
     }
     if (raw > 0 && ours > 0) {
         ratio[bin] = ratio[bin] " " ours / raw

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 pub use bytes::Bytes;
 
-use crate::Headers;
+use crate::{Headers, IntoRecordBytes};
 
 /// Identifier the producer gives a record when it accepts it.
 ///
@@ -63,21 +63,22 @@ impl Record {
     ///
     /// `topic` is anything that converts into an `Arc<str>`: pass a clone
     /// of an `Arc<str>` to share it, or a `&str`/`String` to copy it.
-    /// `payload` converts into [`Bytes`] without copying from a `Vec<u8>`,
-    /// a `String`, a `&'static [u8]`/`&'static str` or `Bytes` itself.
-    pub fn new(topic: impl Into<Arc<str>>, payload: impl Into<Bytes>) -> Self {
+    /// `payload` becomes [`Bytes`] without copying from a `Vec<u8>`, a
+    /// `String`, a `&'static [u8]`/`&'static str` or `Bytes` itself (see
+    /// [`IntoRecordBytes`]).
+    pub fn new(topic: impl Into<Arc<str>>, payload: impl IntoRecordBytes) -> Self {
         Self {
             topic: topic.into(),
             key: None,
-            payload: payload.into(),
+            payload: payload.into_record_bytes(),
             headers: Headers::new(),
         }
     }
 
     /// Sets the partitioning key.
     #[must_use]
-    pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
-        self.key = Some(key.into());
+    pub fn with_key(mut self, key: impl IntoRecordBytes) -> Self {
+        self.key = Some(key.into_record_bytes());
         self
     }
 
@@ -86,9 +87,9 @@ impl Record {
     pub fn with_header(
         mut self,
         name: impl Into<Cow<'static, str>>,
-        value: impl Into<Bytes>,
+        value: impl IntoRecordBytes,
     ) -> Self {
-        self.headers.push((name.into(), value.into()));
+        self.headers.push((name.into(), value.into_record_bytes()));
         self
     }
 
