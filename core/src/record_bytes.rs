@@ -8,8 +8,9 @@
 //! `to_string()` and `serde_json::to_vec` leave spare capacity almost
 //! always, and a record is held until the broker acknowledges it, so
 //! shrinking saves an allocation, a free and an atomic count per value, and
-//! the memory held matches what `max_queued_bytes` counts. (Shrinking a
-//! block in place does not allocate with common allocators.)
+//! the memory held matches what `max_queued_bytes` counts. (glibc's malloc
+//! shrinks a block in place; an allocator with size classes may instead
+//! move a small value to a smaller class, which copies its bytes once.)
 
 use bytes::{Bytes, BytesMut};
 
