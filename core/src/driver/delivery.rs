@@ -209,6 +209,7 @@ const SPARE_SLOTS: usize = 16 * 1024;
 
 impl SlotWindow {
     /// A handle for the record just accepted as `id`.
+    #[inline]
     pub(crate) fn open(&mut self, id: RecordId, durability: Durability) -> DeliveryHandle {
         if self.slots.is_empty() {
             self.base = id.0;
@@ -225,6 +226,7 @@ impl SlotWindow {
 
     /// Takes the slot of `id`, to complete it; `None` if its handle was
     /// dropped (nobody is listening: the slot is kept for reuse).
+    #[inline]
     pub(crate) fn take(&mut self, id: RecordId) -> Option<Arc<Slot>> {
         let at = usize::try_from(id.0.checked_sub(self.base)?).ok()?;
         let mut slot = self.slots.get_mut(at)?.take()?;
@@ -254,6 +256,7 @@ impl SlotWindow {
 pub(crate) struct Completions(Vec<(Arc<Slot>, Outcome)>);
 
 impl Completions {
+    #[inline]
     pub(crate) fn push(&mut self, slot: Option<Arc<Slot>>, outcome: Outcome) {
         if let Some(slot) = slot
             && Arc::strong_count(&slot) > 1

@@ -335,6 +335,7 @@ impl Producer {
 
     /// Enqueues under the lock; when the queue is full and `waiter` is given,
     /// registers it to be woken when records settle.
+    #[inline]
     fn enqueue(
         &self,
         record: Record,

@@ -37,6 +37,7 @@ impl AckClock {
     }
 
     /// A record is handed off at `now`; returns its bucket.
+    #[inline]
     pub(crate) fn sent(&mut self, now: Instant) -> u64 {
         match self.buckets.back_mut() {
             Some(b) if now < b.start + self.width => b.outstanding += 1,
@@ -49,6 +50,7 @@ impl AckClock {
     }
 
     /// A record of `bucket` left flight (acknowledged, failed, requeued).
+    #[inline]
     pub(crate) fn settled(&mut self, bucket: u64) {
         let Some(at) = bucket.checked_sub(self.base) else {
             return;

@@ -252,6 +252,7 @@ impl Machine {
     /// [`EnqueueError`] when the record is malformed, too large, the queue
     /// is full under [`OverflowPolicy::Reject`] or [`OverflowPolicy::Block`]
     /// (the driver does the waiting), or the machine is closing.
+    #[inline]
     pub fn enqueue(&mut self, record: Record, now: Instant) -> Result<RecordId, EnqueueError> {
         self.enqueue_with(record, now, |_, _| true)
     }
@@ -270,6 +271,7 @@ impl Machine {
     ///
     /// As [`Machine::enqueue`], and [`EnqueueError::SpoolFull`] when `room`
     /// refuses under `Reject` or `Block`.
+    #[inline]
     pub fn enqueue_with(
         &mut self,
         record: Record,

@@ -119,6 +119,7 @@ impl RecordQueue {
     }
 
     /// Appends a newly accepted record; its id is above every held one.
+    #[inline]
     pub(crate) fn push_new(&mut self, held: Held) {
         debug_assert!(self.slots.back().is_none_or(|b| b.id < held.id));
         self.bytes += held.size;
@@ -131,6 +132,7 @@ impl RecordQueue {
     }
 
     /// Puts the first waiting record in flight at `now` and returns it.
+    #[inline]
     pub(crate) fn send_next(&mut self, now: Instant) -> Option<&Held> {
         if self.waiting == 0 {
             return None;
@@ -159,6 +161,7 @@ impl RecordQueue {
 
     /// Removes a record and drops it where it lies, sparing the copy of
     /// [`RecordQueue::remove`]; false when it is not held.
+    #[inline]
     pub(crate) fn discard(&mut self, id: RecordId) -> bool {
         let Some(slot) = self.position(id).ok().and_then(|at| self.slots.get_mut(at)) else {
             return false;
@@ -173,6 +176,7 @@ impl RecordQueue {
     }
 
     /// Updates the counts for a removed record, then trims tombstones.
+    #[inline]
     fn removed(&mut self, in_flight: bool, size: usize, bucket: u64) {
         if in_flight {
             self.in_flight -= 1;
@@ -294,6 +298,7 @@ impl RecordQueue {
     /// ids the overflow policy dropped before they were held) leaves gaps
     /// below the records accepted after it, which `back - id` still finds at
     /// once; the rest need a binary search.
+    #[inline]
     fn position(&self, id: RecordId) -> Result<usize, usize> {
         let (Some(front), Some(back)) = (self.slots.front(), self.slots.back()) else {
             return Err(0);
