@@ -24,7 +24,8 @@ pub enum Command<'a> {
     Close,
 }
 
-/// Something that happened, for the application.
+/// Something that happened, for the application. Records are boxed, so
+/// that the event of every acknowledgement stays small.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
@@ -42,7 +43,7 @@ pub enum Event {
         /// The record's id.
         id: RecordId,
         /// The record.
-        record: Record,
+        record: Box<Record>,
         /// Why, as the transport (or broker) said it.
         reason: String,
     },
@@ -51,7 +52,7 @@ pub enum Event {
         /// The record's id.
         id: RecordId,
         /// The record.
-        record: Record,
+        record: Box<Record>,
     },
     /// The record was not delivered when shutdown reached its deadline; it is
     /// handed back to the application. It may still have reached the broker
@@ -60,7 +61,7 @@ pub enum Event {
         /// The record's id.
         id: RecordId,
         /// The record.
-        record: Record,
+        record: Box<Record>,
     },
 }
 
@@ -133,5 +134,17 @@ impl EnqueueError {
             | EnqueueError::SpoolFailed { record, .. }
             | EnqueueError::Closed { record } => *record,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_stay_small() {
+        // Every acknowledgement passes through the machine's event queue.
+        let size = std::mem::size_of::<Event>();
+        assert!(size <= 48, "Event is {size} bytes");
     }
 }

@@ -103,6 +103,7 @@ impl RdkafkaTransport {
     }
 
     /// The next event of the current session already taken from the queue.
+    #[inline]
     fn pop_local(&mut self) -> Option<TransportEvent> {
         while let Some((generation, event)) = self.local.pop_front() {
             if generation == self.generation {
@@ -168,6 +169,7 @@ impl Transport for RdkafkaTransport {
         }
     }
 
+    #[inline]
     fn send(&mut self, id: RecordId, record: &Record) -> Result<(), TransportError> {
         match &self.client {
             Some(client) => client.send(id, record),
@@ -175,6 +177,7 @@ impl Transport for RdkafkaTransport {
         }
     }
 
+    #[inline]
     fn try_next_event(&mut self) -> Option<TransportEvent> {
         if let Some(event) = self.pop_local() {
             return Some(event);

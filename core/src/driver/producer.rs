@@ -461,7 +461,7 @@ impl Producer {
                 g.machine.shutdown(now, now);
                 while let Some(event) = g.machine.poll_event() {
                     if let Event::Returned { record, .. } = event {
-                        g.returned.push(record);
+                        g.returned.push(*record);
                     }
                 }
             }

@@ -356,6 +356,7 @@ fn settle(
                 completions.push(g.slots.take(ack.id), Ok(ack));
             }
             Event::DeadLettered { id, record, reason } => {
+                let record = *record;
                 settled = true;
                 settled_ids.push(id);
                 let outcome = Err(DeliveryError::DeadLettered {
@@ -369,12 +370,14 @@ fn settle(
                 ));
             }
             Event::Dropped { id, record } => {
+                let record = *record;
                 settled = true;
                 settled_ids.push(id);
                 completions.push(g.slots.take(id), Err(DeliveryError::Dropped));
                 dead.push(DeadLetter::new(id, record, DeadLetterReason::Overflow));
             }
             Event::Returned { id, record } => {
+                let record = *record;
                 settled = true;
                 if spool.is_some() {
                     // Decided once the spool's final fsync is done.

@@ -470,6 +470,7 @@ impl Machine {
 
     /// The next thing the driver must do with the transport.
     #[must_use]
+    #[inline]
     pub fn poll_command(&mut self, now: Instant) -> Option<Command<'_>> {
         if let Some(c) = self.commands.pop_front() {
             return Some(match c {
@@ -492,6 +493,7 @@ impl Machine {
 
     /// The next event for the application.
     #[must_use]
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
@@ -595,7 +597,7 @@ impl Machine {
             self.counters.returned += 1;
             self.events.push_back(Event::Returned {
                 id: held.id,
-                record: held.record,
+                record: Box::new(held.record),
             });
         }
         if self.counters.returned > 0 {
@@ -683,7 +685,7 @@ impl Machine {
                     self.last_error = Some(error.reason.clone());
                     self.events.push_back(Event::DeadLettered {
                         id,
-                        record: held.record,
+                        record: Box::new(held.record),
                         reason: error.reason,
                     });
                     self.step(Input::Progress, now);
@@ -695,7 +697,10 @@ impl Machine {
     fn drop_record(&mut self, id: RecordId, record: Record, policy: &'static str) {
         self.counters.dropped += 1;
         warn!(%id, policy, "queue full: record dropped by overflow policy");
-        self.events.push_back(Event::Dropped { id, record });
+        self.events.push_back(Event::Dropped {
+            id,
+            record: Box::new(record),
+        });
     }
 
     fn fits(&self, size: usize) -> bool {
