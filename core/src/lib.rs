@@ -74,6 +74,8 @@
 //! * No busy loop: every timer, once handled, is cleared or moved forward;
 //!   retries and reconnects wait for a backoff of at least its initial delay.
 
+#![forbid(unsafe_code)]
+
 mod backoff;
 mod config;
 mod driver;

@@ -15,6 +15,8 @@
 //! The image is built by `tests/kafka-image/prepare.sh`; `KAFKA_IMAGE`
 //! overrides its name (for example to run against `apache/kafka`).
 
+#![forbid(unsafe_code)]
+
 pub mod kafka;
 pub mod prereq;
 pub mod proxy;

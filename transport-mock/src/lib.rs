@@ -117,6 +117,8 @@
 //! # }
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod broker;
 mod fault;
 mod hash;

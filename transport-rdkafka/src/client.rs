@@ -16,7 +16,7 @@
 //! down) are compare-and-swaps, so that a lost link is reported once per
 //! session whatever the number of threads noticing it.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::thread::JoinHandle;
@@ -34,6 +34,7 @@ use crate::config::RdkafkaConfig;
 use crate::error::Error;
 use crate::events::EventQueue;
 use crate::metrics::Counters;
+use crate::produce::{TopicHandle, produce};
 
 /// The longest `poll` call of the poll thread (rdkafka's `poll` serves events
 /// until its timeout ends, not just the first one); also the longest delay
@@ -385,8 +386,15 @@ impl Context {
     }
 }
 
+/// The most topics a producer keeps a librdkafka topic handle for; records
+/// of further topics go through `BaseProducer::send` (see
+/// [`crate::produce`]).
+const MAX_TOPIC_HANDLES: usize = 64;
+
 /// A librdkafka producer with its poll thread.
 pub(crate) struct Client {
+    /// Declared before `producer`: dropped (destroyed) first.
+    topics: RefCell<Vec<TopicHandle>>,
     producer: Arc<RdProducer>,
     stop: Arc<AtomicBool>,
     poller: Option<JoinHandle<()>>,
@@ -426,6 +434,7 @@ impl Client {
         counters.producers_built.fetch_add(1, Ordering::Relaxed);
         debug!(serial, "librdkafka producer built");
         Ok(Self {
+            topics: RefCell::new(Vec::new()),
             producer,
             stop,
             poller: Some(poller),
@@ -511,9 +520,6 @@ impl Client {
         id: RecordId,
         record: &robust_producer::Record,
     ) -> Result<(), TransportError> {
-        use rdkafka::message::{Header, OwnedHeaders};
-        use rdkafka::producer::BaseRecord;
-
         let ctx = self.context();
         if ctx.fatal.load(Ordering::Acquire) {
             return Err(TransportError::fatal(
@@ -535,6 +541,48 @@ impl Client {
                 "record id {id} does not fit this platform's pointer width"
             )));
         };
+        // Counted before the hand-off: the delivery report may come first.
+        ctx.outstanding.fetch_add(1, Ordering::AcqRel);
+        let handed_off = match self.topic_handle(&record.topic) {
+            Some(at) => produce(&self.topics.borrow()[at], record, opaque),
+            None => self.send_by_name(record, opaque),
+        };
+        match handed_off {
+            Ok(()) => {
+                ctx.counters.handed_off.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(error) => {
+                ctx.outstanding.fetch_sub(1, Ordering::AcqRel);
+                Err(self.refused(id, &error))
+            }
+        }
+    }
+
+    /// Where `topic`'s handle is in `self.topics`, made on first use; `None`
+    /// past [`MAX_TOPIC_HANDLES`] or if librdkafka refuses one.
+    fn topic_handle(&self, topic: &Arc<str>) -> Option<usize> {
+        let mut topics = self.topics.borrow_mut();
+        if let Some(at) = topics.iter().position(|t| t.is_for(topic)) {
+            return Some(at);
+        }
+        if topics.len() >= MAX_TOPIC_HANDLES {
+            return None;
+        }
+        topics.push(TopicHandle::new(&self.producer, topic)?);
+        Some(topics.len() - 1)
+    }
+
+    /// The hand-off through rdkafka's `BaseProducer::send`, which finds the
+    /// topic by name.
+    fn send_by_name(
+        &self,
+        record: &robust_producer::Record,
+        opaque: usize,
+    ) -> Result<(), KafkaError> {
+        use rdkafka::message::{Header, OwnedHeaders};
+        use rdkafka::producer::BaseRecord;
+
         let mut r: BaseRecord<'_, [u8], [u8], usize> =
             BaseRecord::with_opaque_to(&record.topic, opaque).payload(&record.payload[..]);
         if let Some(key) = &record.key {
@@ -550,18 +598,7 @@ impl Client {
             }
             r = r.headers(headers);
         }
-        // Counted before the hand-off: the delivery report may come first.
-        ctx.outstanding.fetch_add(1, Ordering::AcqRel);
-        match self.producer.send(r) {
-            Ok(()) => {
-                ctx.counters.handed_off.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err((error, _)) => {
-                ctx.outstanding.fetch_sub(1, Ordering::AcqRel);
-                Err(self.refused(id, &error))
-            }
-        }
+        self.producer.send(r).map_err(|(error, _)| error)
     }
 
     fn refused(&self, id: RecordId, error: &KafkaError) -> TransportError {

@@ -86,6 +86,7 @@ mod config;
 mod error;
 mod events;
 mod metrics;
+mod produce;
 mod transport;
 
 pub use config::{DEFAULT_LINGER_MS, DEFAULT_PROBE_TIMEOUT, RdkafkaConfig, is_secret_property};

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)] // test code: a panic is a failure, output helps
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use rdkafka::mocking::MockCluster;
@@ -234,4 +234,119 @@ fn invalid_secret_value_is_not_echoed() {
     .unwrap_err();
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains("TOPSECRET"), "{shown}");
+}
+
+/// A record of every shape the hand-off builds: with and without key,
+/// headers (none, one, several, one with an empty value) and payload bytes.
+fn shaped(n: u64, topic: &str) -> Record {
+    let mut r = Record::new(
+        topic.to_owned(),
+        vec![b'a' + (n % 26) as u8; (n % 3) as usize * 50],
+    );
+    if n.is_multiple_of(2) {
+        r = r.with_key(format!("key-{n}"));
+    }
+    for h in 0..n % 4 {
+        r = r.with_header(
+            format!("h{h}"),
+            if h == 2 {
+                String::new()
+            } else {
+                format!("v{n}.{h}")
+            },
+        );
+    }
+    r
+}
+
+/// A record as a consumer reads it: key, payload, headers.
+type Stored = (Option<Vec<u8>>, Vec<u8>, Vec<(String, Vec<u8>)>);
+
+/// Every record of `topics` (one partition each), by topic, in offset order.
+fn read_all(bootstrap: &str, topics: &[String], expected: usize) -> HashMap<String, Vec<Stored>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "shapes")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics {
+        tpl.add_partition_offset(topic, 0, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut out: HashMap<String, Vec<Stored>> = HashMap::new();
+    let mut read = 0;
+    while read < expected && Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.unwrap();
+            let headers = m.headers().map_or_else(Vec::new, |hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            });
+            out.entry(m.topic().to_owned()).or_default().push((
+                m.key().map(<[u8]>::to_vec),
+                m.payload().unwrap_or_default().to_vec(),
+                headers,
+            ));
+            read += 1;
+        }
+    }
+    out
+}
+
+/// The transport hands records off through a librdkafka topic handle per
+/// topic, up to a limit, and by topic name past it: both paths store every
+/// record exactly as sent (key or none, payload, headers in order).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_arrive_exactly_as_sent_through_topic_handles_and_by_name() {
+    const TOPICS: u64 = 70; // past the transport's 64 topic handles
+    let cluster = MockCluster::new(1).unwrap();
+    let topics: Vec<String> = (0..TOPICS).map(|t| format!("shape-{t}")).collect();
+    for topic in &topics {
+        cluster.create_topic(topic, 1, 1).unwrap();
+    }
+    let mut t = RdkafkaTransport::new(RdkafkaConfig::new(cluster.bootstrap_servers())).unwrap();
+    connected(&mut t).await;
+    let mut sent = Vec::new();
+    for (i, topic) in topics.iter().enumerate() {
+        for k in 0..2 {
+            let n = i as u64 * 2 + k;
+            let r = shaped(n, topic);
+            t.send(RecordId(n + 1), &r).unwrap();
+            sent.push(r);
+        }
+    }
+    let total = sent.len();
+    let events = events_until(&mut t, Duration::from_secs(20), |e| {
+        delivered_ids(e).len() == total
+    })
+    .await;
+    assert_eq!(delivered_ids(&events).len(), total, "{events:?}");
+    t.close(Duration::from_secs(5)).await;
+    let mut stored = read_all(&cluster.bootstrap_servers(), &topics, total);
+    for (i, topic) in topics.iter().enumerate() {
+        let stored = stored.remove(topic).unwrap_or_default();
+        let expected: Vec<Stored> = sent[i * 2..i * 2 + 2]
+            .iter()
+            .map(|r| {
+                (
+                    r.key.as_ref().map(|k| k.to_vec()),
+                    r.payload.to_vec(),
+                    r.headers
+                        .iter()
+                        .map(|(n, v)| (n.to_string(), v.to_vec()))
+                        .collect(),
+                )
+            })
+            .collect();
+        assert_eq!(stored, expected, "topic {topic}");
+    }
 }
