@@ -39,6 +39,11 @@
 //!   poll thread takes over at once and wakes it once per batch. There is
 //!   no future, channel or allocation per record on the transport's side
 //!   besides librdkafka's own copy.
+//! * **One topic handle per topic.** Records are handed off with
+//!   `rd_kafka_produceva` and a librdkafka topic handle made once per topic
+//!   (the crate's only unsafe code, in `produce.rs`), not through
+//!   `BaseProducer::send`, which copies the topic name and has librdkafka
+//!   look it up for every record.
 //! * **Sessions.** `connect` starts a session with a metadata probe on its
 //!   own thread (never on the executor's), bounded by
 //!   [`RdkafkaConfig::probe_timeout`], reported as `Connected` or
