@@ -17,6 +17,7 @@
 //! session whatever the number of threads noticing it.
 
 use std::cell::{Cell, RefCell};
+use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::thread::JoinHandle;
@@ -34,7 +35,7 @@ use crate::config::RdkafkaConfig;
 use crate::error::Error;
 use crate::events::EventQueue;
 use crate::metrics::Counters;
-use crate::produce::{TopicHandle, produce};
+use crate::produce::{Destination, TopicHandle, produce};
 
 /// The longest `poll` call of the poll thread (rdkafka's `poll` serves events
 /// until its timeout ends, not just the first one); also the longest delay
@@ -387,8 +388,7 @@ impl Context {
 }
 
 /// The most topics a producer keeps a librdkafka topic handle for; records
-/// of further topics go through `BaseProducer::send` (see
-/// [`crate::produce`]).
+/// of further topics name theirs (see [`crate::produce`]).
 const MAX_TOPIC_HANDLES: usize = 64;
 
 /// A librdkafka producer with its poll thread.
@@ -544,8 +544,15 @@ impl Client {
         // Counted before the hand-off: the delivery report may come first.
         ctx.outstanding.fetch_add(1, Ordering::AcqRel);
         let handed_off = match self.topic_handle(&record.topic) {
-            Some(at) => produce(&self.topics.borrow()[at], record, opaque),
-            None => self.send_by_name(record, opaque),
+            Some(at) => produce(
+                &self.producer,
+                Destination::Handle(&self.topics.borrow()[at]),
+                record,
+                opaque,
+            ),
+            None => CString::new(record.topic.as_bytes())
+                .map_err(KafkaError::from)
+                .and_then(|name| produce(&self.producer, Destination::Name(&name), record, opaque)),
         };
         match handed_off {
             Ok(()) => {
@@ -571,34 +578,6 @@ impl Client {
         }
         topics.push(TopicHandle::new(&self.producer, topic)?);
         Some(topics.len() - 1)
-    }
-
-    /// The hand-off through rdkafka's `BaseProducer::send`, which finds the
-    /// topic by name.
-    fn send_by_name(
-        &self,
-        record: &robust_producer::Record,
-        opaque: usize,
-    ) -> Result<(), KafkaError> {
-        use rdkafka::message::{Header, OwnedHeaders};
-        use rdkafka::producer::BaseRecord;
-
-        let mut r: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(&record.topic, opaque).payload(&record.payload[..]);
-        if let Some(key) = &record.key {
-            r = r.key(&key[..]);
-        }
-        if !record.headers.is_empty() {
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-            for (name, value) in &record.headers {
-                headers = headers.insert(Header {
-                    key: name,
-                    value: Some(&value[..]),
-                });
-            }
-            r = r.headers(headers);
-        }
-        self.producer.send(r).map_err(|(error, _)| error)
     }
 
     fn refused(&self, id: RecordId, error: &KafkaError) -> TransportError {

@@ -7,7 +7,9 @@
 //! by name under its client lock and releases it again, also per record.
 //! With 100-byte records that was about 7% of the sending thread's time
 //! (`perf`). A topic handle made once (`rd_kafka_topic_new`) costs one
-//! reference count per record instead. Everything else is what
+//! reference count per record instead; past the producer's limit on
+//! handles, a record names its topic ([`Destination::Name`]), as
+//! `BaseProducer::send` does. Everything else is what
 //! `BaseProducer::send` does: the payload, key and headers are copied by
 //! librdkafka (`RD_KAFKA_MSG_F_COPY`) during the call, the partition is left
 //! to librdkafka's partitioner, and the opaque is the record id, read back
@@ -20,7 +22,7 @@
 
 #![allow(unsafe_code)]
 
-use std::ffi::{CString, c_char, c_int, c_void};
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -45,8 +47,8 @@ unsafe impl Send for TopicHandle {}
 
 impl TopicHandle {
     /// A handle on `name` with the producer's default topic configuration,
-    /// or `None` if librdkafka refuses one (the caller then falls back to
-    /// `BaseProducer::send`, which reports the problem).
+    /// or `None` if librdkafka refuses one (the caller then names the topic
+    /// in [`Destination::Name`], and librdkafka reports the problem).
     pub(crate) fn new(producer: &Arc<RdProducer>, name: &Arc<str>) -> Option<Self> {
         let c_name = CString::new(name.as_bytes()).ok()?;
         // SAFETY: the client pointer is valid while `producer` lives;
@@ -79,6 +81,14 @@ impl Drop for TopicHandle {
         // client alive.
         unsafe { rd::rd_kafka_topic_destroy(self.rkt.as_ptr()) }
     }
+}
+
+/// Where a record goes.
+pub(crate) enum Destination<'a> {
+    /// A topic handle of the producer.
+    Handle(&'a TopicHandle),
+    /// A topic name, looked up by librdkafka.
+    Name(&'a CStr),
 }
 
 /// A librdkafka headers list, destroyed on drop unless handed to a message.
@@ -140,24 +150,38 @@ fn bytes(b: &[u8]) -> rd::rd_kafka_vu_s__bindgen_ty_1 {
     }
 }
 
-/// Hands `record` to librdkafka on `topic`'s producer, with `opaque` for
-/// its delivery report. The same outcome as `BaseProducer::send`: `Ok` once
-/// librdkafka holds a copy, or librdkafka's refusal.
+/// Hands `record` to librdkafka on `producer` (the producer of a
+/// [`Destination::Handle`]), with `opaque` for its delivery report. The
+/// same outcome as `BaseProducer::send`: `Ok` once librdkafka holds a copy,
+/// or librdkafka's refusal.
 pub(crate) fn produce(
-    topic: &TopicHandle,
+    producer: &RdProducer,
+    to: Destination<'_>,
     record: &Record,
     opaque: usize,
 ) -> Result<(), KafkaError> {
     use rd::rd_kafka_vtype_t as V;
 
     let headers = NativeHeaders::new(&record.headers)?;
-    let mut args = [
-        value(
-            V::RD_KAFKA_VTYPE_RKT,
+    let topic = match to {
+        Destination::Handle(handle) => {
+            debug_assert!(std::ptr::eq(&*handle.producer, producer));
+            value(
+                V::RD_KAFKA_VTYPE_RKT,
+                rd::rd_kafka_vu_s__bindgen_ty_1 {
+                    rkt: handle.rkt.as_ptr(),
+                },
+            )
+        }
+        Destination::Name(name) => value(
+            V::RD_KAFKA_VTYPE_TOPIC,
             rd::rd_kafka_vu_s__bindgen_ty_1 {
-                rkt: topic.rkt.as_ptr(),
+                cstr: name.as_ptr(),
             },
         ),
+    };
+    let mut args = [
+        topic,
         value(
             V::RD_KAFKA_VTYPE_MSGFLAGS,
             rd::rd_kafka_vu_s__bindgen_ty_1 {
@@ -190,12 +214,12 @@ pub(crate) fn produce(
         );
         n += 1;
     }
-    // SAFETY: the client pointer is valid while `topic.producer` lives;
-    // `args[..n]` is a valid array of `n` typed values whose pointers
-    // (topic handle, payload, key, headers list) outlive the call, and the
-    // bytes are copied before it returns.
-    let error =
-        unsafe { rd::rd_kafka_produceva(topic.producer.client().native_ptr(), args.as_ptr(), n) };
+    // SAFETY: the client pointer is valid while `producer` is borrowed (a
+    // topic handle belongs to it); `args[..n]` is a valid array of `n`
+    // typed values whose pointers (topic handle or NUL-terminated name,
+    // payload, key, headers list) outlive the call, and the bytes are
+    // copied before it returns.
+    let error = unsafe { rd::rd_kafka_produceva(producer.client().native_ptr(), args.as_ptr(), n) };
     let Some(error) = NonNull::new(error) else {
         // The message owns the headers list now.
         std::mem::forget(headers);
