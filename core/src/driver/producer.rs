@@ -357,7 +357,7 @@ impl Producer {
         };
         match result {
             Ok((id, durability)) => {
-                let handle = g.slots.open(id, durability);
+                let handle = g.slots.open(id, durability, &self.handle.shared);
                 unlock_and_wake_driver(g);
                 Ok(handle)
             }

@@ -2,7 +2,7 @@
 //! the delivery slots, and the wakers of everyone waiting on them, behind
 //! one mutex.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockResult};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -97,6 +97,11 @@ impl Shared {
     /// half-updated in a way that loses records, so poisoning is ignored.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Locks the shared state if nobody holds it.
+    pub(crate) fn try_lock(&self) -> TryLockResult<MutexGuard<'_, Inner>> {
+        self.inner.try_lock()
     }
 }
 
