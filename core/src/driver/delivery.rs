@@ -422,6 +422,12 @@ mod tests {
     }
 
     #[test]
+    fn handles_move_between_threads() {
+        fn send_and_sync<T: Send + Sync>() {}
+        send_and_sync::<DeliveryHandle>();
+    }
+
+    #[test]
     fn a_handle_does_not_keep_the_producer_alive() {
         let shared = shared();
         let handle = open(&shared, 1);
