@@ -135,10 +135,11 @@ pub struct DeliveryHandle {
     slot: Arc<Slot>,
     durability: Durability,
     /// Where the slot is registered, to release it when the handle is
-    /// dropped before the record settles. Weak: a handle kept after the
-    /// producer is gone keeps neither its records nor its spool (and the
-    /// spool directory's lock) alive.
-    shared: Weak<Shared>,
+    /// dropped before the record settles; `None` when the record was
+    /// accepted with fewer than [`RELEASE_BEHIND`] records ahead of it.
+    /// Weak: a handle kept after the producer is gone keeps neither its
+    /// records nor its spool (and the spool directory's lock) alive.
+    shared: Option<Weak<Shared>>,
 }
 
 impl fmt::Debug for DeliveryHandle {
@@ -160,7 +161,7 @@ impl Drop for DeliveryHandle {
     /// rdkafka bench). Only if the lock is free: otherwise the slot is
     /// released when the record settles, as before.
     fn drop(&mut self) {
-        let Some(shared) = self.shared.upgrade() else {
+        let Some(shared) = self.shared.as_ref().and_then(Weak::upgrade) else {
             return;
         };
         let mut g = match shared.try_lock() {
@@ -240,6 +241,13 @@ pub(crate) struct SlotWindow {
     spare: Vec<Arc<Slot>>,
 }
 
+/// A record accepted with at least this many records held before it settles
+/// so much later that its slot will have left the cache (with the queue
+/// slots and payloads of those records, a few megabytes): its handle
+/// releases the slot when dropped. Closer to the front, settling reads the
+/// slot while it is still cached, and the handle's drop skips the lock.
+pub(crate) const RELEASE_BEHIND: usize = 4096;
+
 /// The most slots kept for reuse. A slot takes under 100 bytes with its
 /// `Arc` counts and allocation header, so the pool stays under 1.6 MB.
 /// Acks come in batches of thousands while handles open a few at a time:
@@ -250,12 +258,15 @@ pub(crate) struct SlotWindow {
 const SPARE_SLOTS: usize = 16 * 1024;
 
 impl SlotWindow {
-    /// A handle for the record just accepted as `id`.
+    /// A handle for the record just accepted as `id`, with `ahead` records
+    /// held before it; its drop releases the slot from `shared` (see
+    /// [`RELEASE_BEHIND`]).
     #[inline]
     pub(crate) fn open(
         &mut self,
         id: RecordId,
         durability: Durability,
+        ahead: usize,
         shared: &Arc<Shared>,
     ) -> DeliveryHandle {
         if self.slots.is_empty() {
@@ -268,7 +279,7 @@ impl SlotWindow {
             id,
             slot,
             durability,
-            shared: Arc::downgrade(shared),
+            shared: (ahead >= RELEASE_BEHIND).then(|| Arc::downgrade(shared)),
         }
     }
 
@@ -389,7 +400,7 @@ mod tests {
         shared
             .lock()
             .slots
-            .open(RecordId(id), Durability::NoSpool, shared)
+            .open(RecordId(id), Durability::NoSpool, RELEASE_BEHIND, shared)
     }
 
     fn poll(handle: &mut DeliveryHandle) -> Poll<Outcome> {
@@ -425,6 +436,20 @@ mod tests {
     fn handles_move_between_threads() {
         fn send_and_sync<T: Send + Sync>() {}
         send_and_sync::<DeliveryHandle>();
+    }
+
+    #[test]
+    fn a_record_near_the_front_keeps_its_slot_until_it_settles() {
+        let shared = shared();
+        let near = shared
+            .lock()
+            .slots
+            .open(RecordId(1), Durability::NoSpool, 0, &shared);
+        drop(near); // settles soon, its slot still cached: no lock taken
+        let mut g = shared.lock();
+        assert_eq!(g.slots.slots.len(), 1);
+        assert!(g.slots.take(RecordId(1)).is_none(), "nobody listens");
+        assert_eq!(g.slots.spare.len(), 1, "kept for the next record");
     }
 
     #[test]

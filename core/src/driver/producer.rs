@@ -357,7 +357,8 @@ impl Producer {
         };
         match result {
             Ok((id, durability)) => {
-                let handle = g.slots.open(id, durability, &self.handle.shared);
+                let ahead = g.machine.held_records().saturating_sub(1);
+                let handle = g.slots.open(id, durability, ahead, &self.handle.shared);
                 unlock_and_wake_driver(g);
                 Ok(handle)
             }
