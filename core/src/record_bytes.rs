@@ -16,8 +16,10 @@ use bytes::{Bytes, BytesMut};
 
 /// A value that becomes a record's payload, key or header value: `Bytes`,
 /// `Vec<u8>`, `String`, `Box<[u8]>`, `BytesMut`, `&'static [u8]` or
-/// `&'static str`. See the [module docs](self) for why this is not
-/// `Into<Bytes>`.
+/// `&'static str`. Unlike `Into<Bytes>`, it shrinks a `Vec<u8>` or
+/// `String` with spare capacity to its length first: a record held until
+/// the broker acknowledges it then keeps no unused memory, and `Bytes`
+/// needs no second, shared block to remember the capacity.
 pub trait IntoRecordBytes {
     /// The value as `Bytes`, holding no spare capacity.
     fn into_record_bytes(self) -> Bytes;

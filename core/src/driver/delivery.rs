@@ -153,13 +153,14 @@ impl fmt::Debug for DeliveryHandle {
 }
 
 impl Drop for DeliveryHandle {
-    /// Nobody will listen any more: the slot leaves the window now, while it
-    /// is still in the cache, instead of when the record settles (a
+    /// Nobody will listen any more. For a record far from the front (see
+    /// `RELEASE_BEHIND`) the slot leaves the window now, while it is
+    /// still in the cache, instead of when the record settles (a
     /// fire-and-forget sender's slot would by then be cold: with a full
     /// queue the record settles some 100 000 records later, and reading
     /// the slot then cost about a sixth of the sending thread's time in the
-    /// rdkafka bench). Only if the lock is free: otherwise the slot is
-    /// released when the record settles, as before.
+    /// rdkafka bench). Only if the lock is free: otherwise, and near the
+    /// front, the slot is released when the record settles.
     fn drop(&mut self) {
         let Some(shared) = self.shared.as_ref().and_then(Weak::upgrade) else {
             return;
@@ -229,10 +230,10 @@ impl Future for DeliveryHandle {
 /// are given out one by one, so this is a window over a `VecDeque`, trimmed
 /// at the front as records settle or their handles are dropped.
 ///
-/// A dropped handle takes its slot out of the window itself (see `Drop for
-/// DeliveryHandle`): its memory is freed while still in the cache and is
-/// what the next record's slot gets from the allocator. When the handle
-/// could not take the lock, the slot stays until its record settles, and is
+/// A dropped handle of a record far from the front takes its slot out of
+/// the window itself (see `Drop for DeliveryHandle`): its memory is freed
+/// while still in the cache and is what the next record's slot gets from
+/// the allocator. Otherwise the slot stays until its record settles, and is
 /// then kept for a later record instead of freed.
 #[derive(Debug, Default)]
 pub(crate) struct SlotWindow {
@@ -252,9 +253,8 @@ pub(crate) const RELEASE_BEHIND: usize = 4096;
 /// `Arc` counts and allocation header, so the pool stays under 1.6 MB.
 /// Acks come in batches of thousands while handles open a few at a time:
 /// with a smaller pool most slots of a batch were freed and soon allocated
-/// again (this was the common case before handles released their own
-/// slots; it is now left to handles dropped while the driver held the
-/// lock).
+/// again (the slots of records far from the front are instead released by
+/// their handles, see [`RELEASE_BEHIND`]).
 const SPARE_SLOTS: usize = 16 * 1024;
 
 impl SlotWindow {
