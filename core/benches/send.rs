@@ -27,7 +27,9 @@ async fn run(records: usize, config: Config) -> (f64, Vec<u32>) {
         .partitions(12)
         .storage(Storage::CountOnly)
         .build();
-    let producer = Producer::builder(config).start(broker.transport(), TokioRuntime::new());
+    let producer = Producer::builder(config)
+        .start(broker.transport(), TokioRuntime::new())
+        .expect("the producer config fits the transport");
     // Let the first connect complete.
     while !producer.state().is_connected() {
         tokio::task::yield_now().await;

@@ -70,9 +70,17 @@ impl Iterator for Backoff {
         if ceiling < self.config.max {
             self.attempt = self.attempt.saturating_add(1);
         }
-        let cut = self.config.jitter * self.rng.next_unit();
-        let delay = ceiling.mul_f64(1.0 - cut);
-        Some(delay.clamp(self.config.initial, self.config.max))
+        // `new` takes any config: a jitter outside [0, 1] (or NaN) must not
+        // make the arithmetic panic, so it is clamped here as well.
+        let jitter = if self.config.jitter.is_nan() {
+            0.0
+        } else {
+            self.config.jitter.clamp(0.0, 1.0)
+        };
+        let cut = jitter * self.rng.next_unit();
+        let delay =
+            Duration::try_from_secs_f64(ceiling.as_secs_f64() * (1.0 - cut)).unwrap_or(ceiling);
+        Some(delay.max(self.config.initial).min(self.config.max))
     }
 }
 

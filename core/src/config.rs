@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `max_queued_records` | 100 000 | records held (queued + in flight) before the overflow policy applies |
 //! | `max_queued_bytes` | 64 MiB | bytes held (see [`Record::size`](crate::Record::size)) before the overflow policy applies |
-//! | `max_record_bytes` | 1 MiB | larger records are refused at once with [`EnqueueError::RecordTooLarge`](crate::EnqueueError::RecordTooLarge) |
+//! | `max_record_bytes` | 1 000 000 | larger records (by [`Record::size`](crate::Record::size)) are refused at once with [`EnqueueError::RecordTooLarge`](crate::EnqueueError::RecordTooLarge); so are records over the transport's own limit (see [`TransportLimits`](crate::TransportLimits)) |
 //! | `overflow` | `Block { timeout: 1 s }` | what `send` does when the queue is full |
 //! | `max_in_flight` | 10 000 | records handed to the transport and not yet acknowledged |
 //! | `connect_timeout` | 10 s | a connect attempt with no outcome by then counts as failed |
@@ -15,8 +15,23 @@
 //! | `health` | see [`HealthConfig`] | thresholds of the health verdict |
 //! | `service_name` | `unknown-service` | the `producer` field of event envelopes |
 //! | `seed` | random | seed of the backoff jitter (fix it for deterministic tests) |
+//!
+//! # Durations
+//!
+//! Every duration is accepted up to `Duration::MAX`, here and in every call
+//! that takes one (`flush`, `close`, `drop_grace`, `Block { timeout }`): a
+//! deadline too far to compute means "never" (see
+//! [`deadline_after`](crate::deadline_after)). Zero is refused where it
+//! cannot work (`connect_timeout`, `ack_timeout`, `Block { timeout }`,
+//! `backoff.initial`), with an error naming the field.
 
 use std::time::Duration;
+
+use crate::transport::TransportLimits;
+
+/// Default `max_record_bytes`: Kafka's and librdkafka's default
+/// `message.max.bytes`.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1_000_000;
 
 /// What happens to a new record when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +144,9 @@ pub struct Config {
     pub(crate) health: HealthConfig,
     pub(crate) service_name: String,
     pub(crate) seed: Option<u64>,
+    /// The transport's limit on [`Record::kafka_wire_size`](crate::Record::kafka_wire_size),
+    /// set when the producer starts.
+    pub(crate) max_wire_bytes: Option<usize>,
 }
 
 impl Default for Config {
@@ -136,7 +154,7 @@ impl Default for Config {
         Self {
             max_queued_records: 100_000,
             max_queued_bytes: 64 << 20,
-            max_record_bytes: 1 << 20,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             overflow: OverflowPolicy::Block {
                 timeout: Duration::from_secs(1),
             },
@@ -147,6 +165,7 @@ impl Default for Config {
             health: HealthConfig::default(),
             service_name: "unknown-service".to_owned(),
             seed: None,
+            max_wire_bytes: None,
         }
     }
 }
@@ -200,6 +219,37 @@ impl Config {
     /// The jitter seed, if one was fixed.
     pub fn seed(&self) -> Option<u64> {
         self.seed
+    }
+    /// The transport's limit on a record's
+    /// [`kafka_wire_size`](crate::Record::kafka_wire_size), once the
+    /// producer has started with a transport that states one.
+    pub fn max_wire_bytes(&self) -> Option<usize> {
+        self.max_wire_bytes
+    }
+
+    /// Checks this configuration against what the transport says of itself
+    /// and takes its record limit. Called when a producer starts.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming `connect_timeout` when it is not
+    /// longer than the transport's connect probe.
+    pub fn with_transport_limits(mut self, limits: TransportLimits) -> Result<Self, ConfigError> {
+        if let Some(probe) = limits.connect_probe
+            && self.connect_timeout <= probe
+        {
+            return Err(ConfigError::Invalid {
+                field: "connect_timeout",
+                reason: format!(
+                    "must be longer than the transport's connect probe ({probe:?}), or every \
+                     connect times out first (got {:?}); raise connect_timeout or lower the \
+                     transport's probe timeout",
+                    self.connect_timeout
+                ),
+            });
+        }
+        self.max_wire_bytes = limits.max_wire_bytes;
+        Ok(self)
     }
 }
 

@@ -80,15 +80,21 @@ pub enum EnqueueError {
         /// Bytes held when it was refused.
         held_bytes: usize,
     },
-    /// The record is larger than `max_record_bytes`.
-    #[error("record of {size} bytes exceeds max_record_bytes ({max})")]
+    /// The record is larger than a limit: the core's `max_record_bytes`
+    /// (by [`Record::size`]), the transport's client limit (by
+    /// [`Record::kafka_wire_size`], see
+    /// [`TransportLimits`](crate::TransportLimits)) or the spool's.
+    #[error("record of {size} bytes exceeds {limit} ({max} bytes)")]
     RecordTooLarge {
         /// The refused record.
         record: Box<Record>,
-        /// Its size.
+        /// Its size, as the limit counts it.
         size: usize,
         /// The limit.
         max: usize,
+        /// Which limit: `max_record_bytes`, `the transport's message.max.bytes`
+        /// or `the spool's max_record_bytes`.
+        limit: &'static str,
     },
     /// The record is malformed (for example an invalid topic name).
     #[error("invalid record: {reason}")]
@@ -121,6 +127,15 @@ pub enum EnqueueError {
         /// The refused record.
         record: Box<Record>,
     },
+    /// The producer failed: its driver stopped unexpectedly (see
+    /// [`State::Failed`]), so nothing can be sent any more.
+    #[error("producer failed: {reason}")]
+    Failed {
+        /// The refused record.
+        record: Box<Record>,
+        /// Why the driver stopped.
+        reason: String,
+    },
 }
 
 impl EnqueueError {
@@ -132,7 +147,8 @@ impl EnqueueError {
             | EnqueueError::InvalidRecord { record, .. }
             | EnqueueError::SpoolFull { record }
             | EnqueueError::SpoolFailed { record, .. }
-            | EnqueueError::Closed { record } => *record,
+            | EnqueueError::Closed { record }
+            | EnqueueError::Failed { record, .. } => *record,
         }
     }
 }

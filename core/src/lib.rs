@@ -87,10 +87,14 @@ mod record_bytes;
 pub mod spool;
 mod state;
 mod stats;
+mod time;
 pub mod transport;
 
 pub use backoff::Backoff;
-pub use config::{BackoffConfig, Config, ConfigBuilder, ConfigError, HealthConfig, OverflowPolicy};
+pub use config::{
+    BackoffConfig, Config, ConfigBuilder, ConfigError, DEFAULT_MAX_RECORD_BYTES, HealthConfig,
+    OverflowPolicy,
+};
 pub use driver::*;
 pub use event::{Command, EnqueueError, Event};
 pub use headers::Headers;
@@ -100,4 +104,5 @@ pub use record_bytes::IntoRecordBytes;
 pub use spool::{DurableError, Room, SPOOL_CLOSE_GRACE, Spool, SpoolSignal};
 pub use state::State;
 pub use stats::{Health, Stats, Verdict};
-pub use transport::{Ack, ErrorClass, Transport, TransportError, TransportEvent};
+pub use time::{FAR_FUTURE, deadline_after};
+pub use transport::{Ack, ErrorClass, Transport, TransportError, TransportEvent, TransportLimits};

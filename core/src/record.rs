@@ -113,6 +113,29 @@ impl Record {
                 .map(|(n, v)| n.len() + v.len())
                 .sum::<usize>()
     }
+
+    /// The most this record can take in a Kafka record batch (format v2),
+    /// batch header excluded: key, payload, header names and values, and the
+    /// largest varint framing of each. This is the size Kafka clients
+    /// compare with `message.max.bytes` (librdkafka refuses a record whose
+    /// size so computed exceeds it); the producer refuses such a record at
+    /// `send` when its transport states the limit (see
+    /// [`TransportLimits`](crate::transport::TransportLimits)).
+    pub fn kafka_wire_size(&self) -> usize {
+        /// Length, attributes, timestamp delta, offset delta, key length,
+        /// value length and header count, each at its largest varint.
+        const RECORD_FRAMING: usize = 5 + 1 + 10 + 5 + 5 + 5 + 5;
+        /// Name length and value length varints of one header.
+        const HEADER_FRAMING: usize = 5 + 5;
+        RECORD_FRAMING
+            + self.key.as_ref().map_or(0, Bytes::len)
+            + self.payload.len()
+            + self
+                .headers
+                .iter()
+                .map(|(n, v)| HEADER_FRAMING + n.len() + v.len())
+                .sum::<usize>()
+    }
 }
 
 /// Shows sizes rather than contents: payloads can be large or sensitive.

@@ -44,6 +44,15 @@ pub enum State {
     Draining,
     /// Shut down; nothing is accepted or sent any more.
     Closed,
+    /// Terminal and off the diagram: the producer's driver stopped
+    /// unexpectedly (it panicked, or its executor dropped it before the
+    /// producer closed). Nothing is sent any more; `send` refuses with
+    /// [`EnqueueError::Failed`](crate::EnqueueError::Failed), `stats()`
+    /// gives the reason as `last_error`, the health verdict is `Unhealthy`,
+    /// and `close` hands back every record still held. Only
+    /// [`Producer::state`](crate::Producer::state) reports it; the
+    /// [`Machine`](crate::Machine) never enters it.
+    Failed,
 }
 
 impl State {

@@ -78,11 +78,18 @@ impl Health {
         let fill = stats.queue_fill;
         let age = stats.oldest_queued_age.unwrap_or_default();
 
+        let stopped = matches!(stats.state, State::Closed | State::Failed);
         if stats.state == State::Closed {
             unhealthy.push("producer is closed".to_owned());
         }
+        if stats.state == State::Failed {
+            let reason = stats.last_error.as_deref().unwrap_or("unknown reason");
+            unhealthy.push(format!(
+                "producer failed, nothing is sent any more: {reason}"
+            ));
+        }
         if let Some(down) = stats.disconnected_for
-            && stats.state != State::Closed
+            && !stopped
         {
             if down >= rules.unhealthy_after_disconnected {
                 unhealthy.push(format!("not connected for {down:?}"));

@@ -139,6 +139,43 @@ impl Ack {
     }
 }
 
+/// What a transport can carry and how long its own connect step may take,
+/// so that the producer refuses at start and at `send` what could never
+/// work, instead of failing later. See [`Transport::limits`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransportLimits {
+    /// The client's largest record, compared with
+    /// [`Record::kafka_wire_size`]: a larger record is refused at `send`
+    /// with [`EnqueueError::RecordTooLarge`](crate::EnqueueError::RecordTooLarge).
+    pub max_wire_bytes: Option<usize>,
+    /// How long the transport's own connect step (a metadata probe, say)
+    /// may take: the core's `connect_timeout` must be longer, or every
+    /// connect would time out before the transport could report it.
+    pub connect_probe: Option<Duration>,
+}
+
+impl TransportLimits {
+    /// No limits.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`TransportLimits::max_wire_bytes`].
+    #[must_use]
+    pub fn with_max_wire_bytes(mut self, bytes: usize) -> Self {
+        self.max_wire_bytes = Some(bytes);
+        self
+    }
+
+    /// Sets [`TransportLimits::connect_probe`].
+    #[must_use]
+    pub fn with_connect_probe(mut self, timeout: Duration) -> Self {
+        self.connect_probe = Some(timeout);
+        self
+    }
+}
+
 /// Something that happened in the transport.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -200,4 +237,11 @@ pub trait Transport: Send {
 
     /// Delivers what it can within `timeout`, then releases the client.
     async fn close(&mut self, timeout: Duration);
+
+    /// What this transport can carry; the producer checks its configuration
+    /// against it when it starts and every record against it at `send`.
+    /// The default states no limits.
+    fn limits(&self) -> TransportLimits {
+        TransportLimits::default()
+    }
 }

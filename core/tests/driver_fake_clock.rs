@@ -200,7 +200,8 @@ impl Harness {
         let sink = dead.clone();
         let (producer, driver) = Producer::builder(config)
             .on_dead_letter(move |dl| sink.lock().unwrap().push(dl))
-            .build(transport.clone(), Arc::new(rt.clone()));
+            .build(transport.clone(), Arc::new(rt.clone()))
+            .expect("the producer config fits the transport");
         let mut h = Self {
             rt,
             transport,
@@ -470,17 +471,18 @@ fn state_watch_sees_every_change() {
 }
 
 #[test]
-fn dropping_the_driver_abandons_handles_and_close_still_returns_records() {
+fn dropping_the_driver_fails_the_producer_and_close_still_returns_records() {
     let mut h = Harness::new(config().build().unwrap());
     let mut handle = h.producer.try_send(rec("a")).unwrap();
     h.driver = None; // the executor shut down
-    assert_eq!(
+    assert!(matches!(
         poll_once(&mut handle),
-        Poll::Ready(Err(DeliveryError::Abandoned))
-    );
+        Poll::Ready(Err(DeliveryError::Failed { .. }))
+    ));
+    assert_eq!(h.producer.state(), State::Failed);
     assert!(matches!(
         h.producer.try_send(rec("b")),
-        Err(EnqueueError::Closed { .. })
+        Err(EnqueueError::Failed { .. })
     ));
     let p = h.producer.clone();
     let mut close = Box::pin(p.close(Duration::from_secs(1)));
@@ -498,6 +500,7 @@ fn dropping_every_handle_delivers_for_the_grace_period_then_dead_letters() {
         &mut h.producer,
         Producer::builder(config().build().unwrap())
             .build(Scripted::default(), Arc::new(h.rt.clone()))
+            .expect("the producer config fits the transport")
             .0,
     );
     drop(producer);

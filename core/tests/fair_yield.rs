@@ -27,7 +27,9 @@ async fn timers_of_other_tasks_fire_while_the_driver_drains() {
         .max_in_flight(BACKLOG)
         .build()
         .unwrap();
-    let producer = Producer::builder(config).start(broker.transport(), TokioRuntime::new());
+    let producer = Producer::builder(config)
+        .start(broker.transport(), TokioRuntime::new())
+        .expect("the producer config fits the transport");
     let topic: Arc<str> = Arc::from("backlog");
     for i in 0..BACKLOG {
         drop(

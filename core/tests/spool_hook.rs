@@ -220,6 +220,7 @@ fn start(spool: &MemSpool, broker: &Broker, config: Config) -> Producer {
     Producer::builder(config)
         .spool(spool.clone())
         .start(broker.transport(), Rt(tokio::runtime::Handle::current()))
+        .expect("the producer config fits the transport")
 }
 
 async fn eventually(mut f: impl FnMut() -> bool) {

@@ -152,6 +152,7 @@ fn producer(spool: &DiskSpool) -> Producer {
     Producer::builder(config)
         .spool(spool.clone())
         .start(AckAll::new(), TokioRuntime::new())
+        .expect("the producer config fits the transport")
 }
 
 fn open(dir: &Path, fsync: FsyncPolicy) -> DiskSpool {

@@ -19,7 +19,7 @@
 //! )?;
 //! let producer = Producer::builder(Config::builder().build()?)
 //!     .spool(spool.clone())
-//!     .start(transport, TokioRuntime::new());
+//!     .start(transport, TokioRuntime::new())?;
 //!
 //! let handle = producer.send(Record::new("orders", b"...".to_vec())).await?; // Accepted
 //! handle.durable().await?; // Durable: on disk, survives a crash

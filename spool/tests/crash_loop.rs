@@ -420,7 +420,8 @@ fn crash_child() {
             .unwrap();
         let producer = Producer::builder(config)
             .spool(spool.clone())
-            .start(SockTransport::new(sock, cycle), TokioRuntime::new());
+            .start(SockTransport::new(sock, cycle), TokioRuntime::new())
+.expect("the producer config fits the transport");
         if mode == "drain" {
             producer.flush(Duration::from_secs(60)).await.unwrap();
             assert!(producer.close(Duration::from_secs(5)).await.is_empty());

@@ -19,6 +19,7 @@ fn start(spool: &DiskSpool, broker: &Broker, overflow: OverflowPolicy) -> Produc
     Producer::builder(config)
         .spool(spool.clone())
         .start(broker.transport(), TokioRuntime::new())
+        .expect("the producer config fits the transport")
 }
 
 async fn eventually(mut f: impl FnMut() -> bool) {
@@ -292,7 +293,8 @@ async fn one_spool_per_directory_and_one_session_per_spool() {
 async fn durable_without_a_spool_says_so() {
     let broker = Broker::up();
     let producer = Producer::builder(producer_config().build().unwrap())
-        .start(broker.transport(), TokioRuntime::new());
+        .start(broker.transport(), TokioRuntime::new())
+        .expect("the producer config fits the transport");
     let h = producer.send(rec("k", "a")).await.unwrap();
     assert_eq!(h.durable().await, Err(DurableError::NoSpool));
     h.await.unwrap();

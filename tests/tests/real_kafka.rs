@@ -77,7 +77,8 @@ impl Service {
         let sink = dead.clone();
         let producer = Producer::builder(config)
             .on_dead_letter(move |dl| sink.lock().unwrap().push(dl))
-            .start(transport, TokioRuntime::new());
+            .start(transport, TokioRuntime::new())
+            .expect("the producer config fits the transport");
         Self {
             name,
             producer,

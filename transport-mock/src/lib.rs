@@ -61,7 +61,7 @@
 //! let config = Config::builder()
 //!     .ack_timeout(Duration::from_secs(3))
 //!     .build()?;
-//! let producer = Producer::builder(config).start(broker.transport(), TokioRuntime::new());
+//! let producer = Producer::builder(config).start(broker.transport(), TokioRuntime::new())?;
 //!
 //! broker.partition(); // the network swallows everything, silently
 //! let mut sent = Vec::new();

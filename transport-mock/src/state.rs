@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use robust_producer::{Ack, Record, RecordId, Runtime, TransportError, TransportEvent};
+use robust_producer::{
+    Ack, Record, RecordId, Runtime, TransportError, TransportEvent, deadline_after,
+};
 
 use crate::fault::{
     Action, Chaos, ChaosState, ConnectFault, InFlight, Matcher, RecordFault, Reset, Rule, RuleId,
@@ -374,7 +376,7 @@ impl Shared {
             }
             None => {
                 link.state = LinkState::Connecting {
-                    due: Some(now + self.net.delay),
+                    due: Some(deadline_after(now, self.net.delay)),
                 };
                 self.settle_link(li, now);
             }
@@ -473,7 +475,7 @@ impl Shared {
         link.unserved += 1;
         let net = &self.net;
         if net.held || !net.delay.is_zero() || !net.jitter.is_zero() || !link.pending.is_empty() {
-            let mut due = now + net.delay;
+            let mut due = deadline_after(now, net.delay);
             if !net.jitter.is_zero() {
                 let nanos = u64::try_from(net.jitter.as_nanos()).unwrap_or(u64::MAX);
                 due += Duration::from_nanos(self.rng.up_to(nanos));
@@ -889,7 +891,7 @@ impl Shared {
         for link in &mut self.links {
             if link.state == (LinkState::Connecting { due: None }) {
                 link.state = LinkState::Connecting {
-                    due: Some(now + self.net.delay),
+                    due: Some(deadline_after(now, self.net.delay)),
                 };
             }
         }

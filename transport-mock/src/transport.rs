@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use robust_producer::{
-    BoxFuture, Record, RecordId, Runtime, Transport, TransportError, TransportEvent,
+    BoxFuture, Record, RecordId, Runtime, Transport, TransportError, TransportEvent, deadline_after,
 };
 
 use crate::broker::MockBroker;
@@ -207,7 +207,7 @@ impl Transport for MockTransport {
     async fn close(&mut self, timeout: Duration) {
         let deadline = {
             let s = lock(&self.shared);
-            s.now() + timeout
+            deadline_after(s.now(), timeout)
         };
         poll_fn(|cx| self.poll_close(deadline, cx)).await;
     }

@@ -59,7 +59,8 @@ impl Scenario {
         let sink = Arc::clone(&dead);
         let producer = Producer::builder(config)
             .on_dead_letter(move |dl| sink.lock().expect("dead letters").push(dl))
-            .start(transport, TokioRuntime::new());
+            .start(transport, TokioRuntime::new())
+            .expect("the producer config fits the transport");
         Self {
             producer,
             dead,

@@ -373,8 +373,9 @@ const YIELD_EVERY: u64 = 256;
 
 async fn robust_producer(args: &Args, bootstrap: &str, topic: &str, n: u64, data: &Data) -> Run {
     let transport = RdkafkaTransport::new(RdkafkaConfig::new(bootstrap)).unwrap();
-    let producer =
-        Producer::builder(robust_config(args, args.queue)).start(transport, TokioRuntime::new());
+    let producer = Producer::builder(robust_config(args, args.queue))
+        .start(transport, TokioRuntime::new())
+        .expect("the producer config fits the transport");
     let topic: Arc<str> = Arc::from(topic);
     let warm_up = Record::new(Arc::clone(&topic), "warm-up").with_key("warm-up");
     producer.send(warm_up).await.unwrap().await.unwrap();
@@ -419,7 +420,9 @@ async fn robust_backlog(
     cluster.broker_down(-1).unwrap();
     let transport = RdkafkaTransport::new(RdkafkaConfig::new(cluster.bootstrap_servers())).unwrap();
     let metrics = transport.metrics();
-    let producer = Producer::builder(robust_config(args, n)).start(transport, TokioRuntime::new());
+    let producer = Producer::builder(robust_config(args, n))
+        .start(transport, TokioRuntime::new())
+        .expect("the producer config fits the transport");
     let topic: Arc<str> = Arc::from(topic);
     let t0 = Instant::now();
     for i in 0..n {

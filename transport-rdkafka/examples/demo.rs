@@ -282,7 +282,8 @@ async fn main() {
             .unwrap();
         let producer = Producer::builder(config)
             .on_dead_letter(|dl| eprintln!("dead letter {}: {}", dl.id, dl.reason))
-            .start(transport, TokioRuntime::new());
+            .start(transport, TokioRuntime::new())
+            .expect("the producer config fits the transport");
         running.push(Running {
             service,
             topic: topic_of(service),

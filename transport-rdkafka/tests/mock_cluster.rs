@@ -126,7 +126,8 @@ impl Under {
         let sink = Arc::clone(&dead);
         let producer = Producer::builder(config)
             .on_dead_letter(move |dl| sink.lock().unwrap().push(dl))
-            .start(transport, TokioRuntime::new());
+            .start(transport, TokioRuntime::new())
+            .expect("the producer config fits the transport");
         Self {
             producer,
             metrics,

@@ -91,7 +91,8 @@ async fn secrets_never_appear_in_debug_errors_or_logs() {
             .build()
             .unwrap(),
     )
-    .start(transport, TokioRuntime::new());
+    .start(transport, TokioRuntime::new())
+    .expect("the producer config fits the transport");
     drop(producer.send(Record::new("t", b"x".to_vec())).await);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let stats = producer.stats();

@@ -43,6 +43,16 @@ pub enum DeliveryError {
     /// dead-letter handler.
     #[error("producer stopped before the record settled")]
     Abandoned,
+    /// The producer's driver failed (it panicked, or its executor dropped it
+    /// before the producer closed): nothing will be sent any more. The
+    /// record is still held: [`Producer::close`](crate::Producer::close)
+    /// hands it back (or, when every handle was dropped, it goes to the
+    /// dead-letter handler).
+    #[error("producer failed before the record settled: {reason}")]
+    Failed {
+        /// Why the driver stopped.
+        reason: String,
+    },
 }
 
 /// Why a record became a dead letter.
@@ -56,6 +66,10 @@ pub enum DeadLetterReason {
     /// Every `Producer` handle was dropped without `close`, and the record
     /// was not delivered within the drop grace period.
     Abandoned,
+    /// The producer's driver failed (see [`DeliveryError::Failed`]) and
+    /// every `Producer` handle was dropped, so nobody could take the record
+    /// back with `close`.
+    Failed(String),
 }
 
 impl std::fmt::Display for DeadLetterReason {
@@ -64,6 +78,7 @@ impl std::fmt::Display for DeadLetterReason {
             DeadLetterReason::Rejected(reason) => write!(f, "rejected: {reason}"),
             DeadLetterReason::Overflow => f.write_str("dropped by the overflow policy"),
             DeadLetterReason::Abandoned => f.write_str("producer dropped without close"),
+            DeadLetterReason::Failed(reason) => write!(f, "producer failed: {reason}"),
         }
     }
 }

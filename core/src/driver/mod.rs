@@ -8,6 +8,7 @@ mod envelope;
 mod producer;
 mod runtime;
 mod shared;
+mod supervise;
 mod task;
 
 pub use delivery::{DeadLetter, DeadLetterReason, DeliveryError, DeliveryHandle};

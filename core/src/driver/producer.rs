@@ -8,19 +8,21 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::config::{Config, OverflowPolicy};
+use crate::config::{Config, ConfigError, OverflowPolicy};
 use crate::event::{EnqueueError, Event};
 use crate::machine::Machine;
 use crate::record::{Record, RecordId};
 use crate::spool::{Room, Spool, SpoolSignal};
 use crate::state::State;
 use crate::stats::{Health, Stats};
+use crate::time::deadline_after;
 use crate::transport::Transport;
 
 use super::delivery::{DeadLetter, DeliveryHandle, Durability};
 use super::envelope::EventEnvelope;
 use super::runtime::{BoxFuture, Runtime};
 use super::shared::{DeadLetterSink, Shared, register, unlock_and_wake_driver};
+use super::supervise::Supervised;
 use super::task::Driver;
 
 /// How long the driver keeps delivering after the last [`Producer`] handle
@@ -105,28 +107,43 @@ impl ProducerBuilder {
 
     /// Starts the producer: spawns its driver on `runtime` and returns at
     /// once. Never waits for, or fails because of, the broker.
-    pub fn start<T, R>(self, transport: T, runtime: R) -> Producer
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the configuration cannot work with this
+    /// transport (see [`Config::with_transport_limits`]); nothing is
+    /// started then.
+    pub fn start<T, R>(self, transport: T, runtime: R) -> Result<Producer, ConfigError>
     where
         T: Transport + 'static,
         R: Runtime,
     {
         let runtime = Arc::new(runtime);
-        let (producer, driver) = self.build(transport, runtime.clone());
+        let (producer, driver) = self.build(transport, runtime.clone())?;
         runtime.spawn(driver);
-        producer
+        Ok(producer)
     }
 
     /// Like [`ProducerBuilder::start`] but hands the driver future back
     /// instead of spawning it: poll it yourself (on a custom executor, or
     /// step by step in a deterministic test).
-    pub fn build<T>(self, transport: T, runtime: Arc<dyn Runtime>) -> (Producer, BoxFuture)
+    ///
+    /// # Errors
+    ///
+    /// As [`ProducerBuilder::start`].
+    pub fn build<T>(
+        self,
+        transport: T,
+        runtime: Arc<dyn Runtime>,
+    ) -> Result<(Producer, BoxFuture), ConfigError>
     where
         T: Transport + 'static,
     {
-        let overflow = self.config.overflow();
-        let service_name = self.config.service_name().to_owned();
+        let config = self.config.with_transport_limits(transport.limits())?;
+        let overflow = config.overflow();
+        let service_name = config.service_name().to_owned();
         let now = runtime.now();
-        let mut machine = Machine::new(self.config, now);
+        let mut machine = Machine::new(config, now);
         let spool = self
             .spool
             .map(|spool| (Arc::clone(&spool), open_session(&*spool, &mut machine, now)));
@@ -136,7 +153,8 @@ impl ProducerBuilder {
             })
         });
         let shared = Arc::new(Shared::new(machine, runtime, dead_letters, spool));
-        let driver = Driver::new(Arc::clone(&shared), transport);
+        let driver = Box::pin(Driver::new(Arc::clone(&shared), transport).run());
+        let driver = Supervised::new(Arc::clone(&shared), driver);
         let producer = Producer {
             handle: Arc::new(Handle {
                 shared,
@@ -145,7 +163,7 @@ impl ProducerBuilder {
                 service_name,
             }),
         };
-        (producer, Box::pin(driver.run()))
+        Ok((producer, Box::pin(driver)))
     }
 }
 
@@ -197,6 +215,7 @@ fn enqueue_spooled(
                 record: Box::new(record),
                 size,
                 max,
+                limit: "the spool's max_record_bytes",
             });
         }
         _ => {}
@@ -235,12 +254,22 @@ impl Drop for Handle {
     fn drop(&mut self) {
         let now = self.shared.runtime.now();
         let mut g = self.shared.lock();
+        if g.stopped && g.failure.is_some() && g.machine.state() != State::Closed {
+            // The driver failed and nobody can `close` any more.
+            let dead = g.dead_letter_held(now);
+            drop(g);
+            for letter in dead {
+                self.shared.dead_letter(letter);
+            }
+            return;
+        }
         if g.stopped || g.machine.state() == State::Closed {
             return;
         }
         g.abandoned = true;
-        g.close_deadline = Some(now + self.drop_grace);
-        g.machine.shutdown(now + self.drop_grace, now);
+        let deadline = deadline_after(now, self.drop_grace);
+        g.close_deadline = Some(deadline);
+        g.machine.shutdown(deadline, now);
         unlock_and_wake_driver(g);
     }
 }
@@ -320,7 +349,9 @@ impl Producer {
                 {
                     record = Some(e.into_record());
                     let s = sleep.get_or_insert_with(|| {
-                        self.shared().runtime.sleep_until(self.now() + timeout)
+                        self.shared()
+                            .runtime
+                            .sleep_until(deadline_after(self.now(), timeout))
                     });
                     if s.as_mut().poll(cx).is_ready() {
                         cx.waker().wake_by_ref(); // one last try, then give up
@@ -344,8 +375,14 @@ impl Producer {
         let now = self.now();
         let mut g = self.shared().lock();
         if g.stopped {
-            return Err(EnqueueError::Closed {
-                record: Box::new(record),
+            return Err(match &g.failure {
+                Some(reason) => EnqueueError::Failed {
+                    record: Box::new(record),
+                    reason: reason.clone(),
+                },
+                None => EnqueueError::Closed {
+                    record: Box::new(record),
+                },
             });
         }
         let result = match &self.shared().spool {
@@ -413,7 +450,10 @@ impl Producer {
         let Some(target) = target else {
             return Ok(());
         };
-        let mut sleep = self.shared().runtime.sleep_until(now + timeout);
+        let mut sleep = self
+            .shared()
+            .runtime
+            .sleep_until(deadline_after(now, timeout));
         poll_fn(|cx| {
             let mut g = self.shared().lock();
             if g.machine.is_settled(target) {
@@ -442,11 +482,9 @@ impl Producer {
             let now = self.now();
             let mut g = self.shared().lock();
             if !g.stopped {
-                g.close_deadline = Some(
-                    g.close_deadline
-                        .map_or(now + timeout, |d| d.min(now + timeout)),
-                );
-                g.machine.shutdown(now + timeout, now);
+                let deadline = deadline_after(now, timeout);
+                g.close_deadline = Some(g.close_deadline.map_or(deadline, |d| d.min(deadline)));
+                g.machine.shutdown(deadline, now);
                 unlock_and_wake_driver(g);
             }
         }
@@ -471,9 +509,10 @@ impl Producer {
         .await
     }
 
-    /// The current state.
+    /// The current state ([`State::Failed`] if the driver stopped
+    /// unexpectedly).
     pub fn state(&self) -> State {
-        self.shared().lock().machine.state()
+        self.shared().lock().public_state()
     }
 
     /// A watch on state changes.
@@ -485,17 +524,25 @@ impl Producer {
         }
     }
 
-    /// Gauges and counters, now.
+    /// Gauges and counters, now. After a failure, `state` is
+    /// [`State::Failed`] and `last_error` says why.
     pub fn stats(&self) -> Stats {
         let now = self.now();
-        self.shared().lock().machine.stats(now)
+        let g = self.shared().lock();
+        let mut stats = g.machine.stats(now);
+        if let Some(reason) = &g.failure {
+            stats.state = State::Failed;
+            stats.last_error = Some(reason.clone());
+        }
+        stats
     }
 
     /// The health verdict with its reasons (rules on
-    /// [`HealthConfig`](crate::HealthConfig)).
+    /// [`HealthConfig`](crate::HealthConfig); `Unhealthy` after a failure).
     pub fn health(&self) -> Health {
-        let now = self.now();
-        self.shared().lock().machine.health(now)
+        let stats = self.stats();
+        let g = self.shared().lock();
+        Health::assess(&stats, g.machine.config().health())
     }
 }
 

@@ -2,16 +2,19 @@
 //! the delivery slots, and the wakers of everyone waiting on them, behind
 //! one mutex.
 
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockResult};
 use std::task::Waker;
 use std::time::Instant;
 
+use crate::event::Event;
 use crate::machine::Machine;
 use crate::record::{Record, RecordId};
 use crate::spool::{Spool, SpoolSignal};
 use crate::state::State;
 
-use super::delivery::{DeadLetter, SlotWindow};
+use super::delivery::{DeadLetter, DeadLetterReason, SlotWindow};
 use super::runtime::Runtime;
 
 /// Receives every record that leaves the producer undelivered (except those
@@ -54,6 +57,40 @@ pub(crate) struct Inner {
     /// the spool's final sync says whether they stay in the spool (Durable)
     /// or go back to the application.
     pub(crate) spool_returns: Vec<(RecordId, Record)>,
+    /// Why the driver stopped unexpectedly, if it did: the producer is then
+    /// [`State::Failed`].
+    pub(crate) failure: Option<String>,
+}
+
+impl Inner {
+    /// The state the application sees: the machine's, unless the driver
+    /// failed.
+    pub(crate) fn public_state(&self) -> State {
+        if self.failure.is_some() {
+            State::Failed
+        } else {
+            self.machine.state()
+        }
+    }
+
+    /// After the driver failed: ends the machine at once and turns every
+    /// record it still held into a dead letter (when nobody is left to take
+    /// them back with `close`).
+    pub(crate) fn dead_letter_held(&mut self, now: Instant) -> Vec<DeadLetter> {
+        let reason = self.failure.clone().unwrap_or_default();
+        self.machine.shutdown(now, now);
+        let mut dead = Vec::new();
+        while let Some(event) = self.machine.poll_event() {
+            if let Event::Returned { id, record } = event {
+                dead.push(DeadLetter::new(
+                    id,
+                    *record,
+                    DeadLetterReason::Failed(reason.clone()),
+                ));
+            }
+        }
+        dead
+    }
 }
 
 /// Releases the lock, then wakes the driver if it waits for work.
@@ -86,6 +123,7 @@ impl Shared {
                 close_deadline: None,
                 abandoned: false,
                 spool_returns: Vec::new(),
+                failure: None,
             }),
             runtime,
             dead_letters,
@@ -97,6 +135,20 @@ impl Shared {
     /// half-updated in a way that loses records, so poisoning is ignored.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands `letter` to the application's dead-letter handler. A panic in
+    /// the handler is caught and logged: it must not stop the driver.
+    pub(crate) fn dead_letter(&self, letter: DeadLetter) {
+        let id = letter.id;
+        let handler = &self.dead_letters;
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| handler(letter))) {
+            tracing::error!(
+                %id,
+                panic = panic_message(&*panic),
+                "the dead-letter handler panicked; the record is lost to it"
+            );
+        }
     }
 
     /// Locks the shared state if nobody holds it.
@@ -116,5 +168,16 @@ pub(crate) fn register(list: &mut Vec<Waker>, waker: &Waker) {
 pub(crate) fn wake_all(list: Vec<Waker>) {
     for w in list {
         w.wake();
+    }
+}
+
+/// The message of a panic payload, as `std` prints it.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
     }
 }

@@ -17,6 +17,7 @@ use crate::machine::Machine;
 use crate::record::RecordId;
 use crate::spool::{SPOOL_CLOSE_GRACE, Spool};
 use crate::state::State;
+use crate::time::deadline_after;
 use crate::transport::{Transport, TransportError, TransportEvent};
 
 use super::delivery::{Completions, DeadLetter, DeadLetterReason, DeliveryError};
@@ -77,7 +78,7 @@ impl<T: Transport> Driver<T> {
             let mut sleep = self
                 .shared
                 .runtime
-                .sleep_until(deadline + SPOOL_CLOSE_GRACE);
+                .sleep_until(deadline_after(deadline, SPOOL_CLOSE_GRACE));
             poll_fn(|cx| {
                 if signal.poll_done(cx).is_ready() || sleep.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(());
@@ -161,7 +162,7 @@ impl<T: Transport> Driver<T> {
         completions.run();
         self.completions = completions;
         for letter in dead {
-            (self.shared.dead_letters)(letter);
+            self.shared.dead_letter(letter);
         }
         wake_all(wake);
         if closed {
@@ -202,23 +203,69 @@ impl<T: Transport> Driver<T> {
 
 impl<T> Drop for Driver<T> {
     /// Whether it finished or its executor dropped it: nothing will settle
-    /// any more. Open handles learn it; records still held stay in the
-    /// machine for `close` to hand back.
+    /// any more (see [`finish`]). While a panic unwinds through the driver
+    /// this is left to the supervisor, which knows the panic's message.
     fn drop(&mut self) {
-        settle_spool_returns(&self.shared); // if the executor dropped us mid-close
-        let mut g = self.shared.lock();
-        g.stopped = true;
-        let mut completions = Completions::default();
-        for slot in g.slots.take_all() {
-            completions.push(Some(slot), Err(DeliveryError::Abandoned));
+        if !std::thread::panicking() {
+            finish(&self.shared);
         }
-        let mut wake = std::mem::take(&mut g.progress);
-        wake.append(&mut g.state_watchers);
-        wake.extend(g.driver.take());
-        drop(g);
-        completions.run();
-        wake_all(wake);
     }
+}
+
+/// The driver has stopped: open handles learn it, and records still held
+/// stay in the machine for `close` to hand back.
+///
+/// Stopping before the machine closed is a failure (a panic caught by the
+/// supervisor, or an executor that dropped the task): the producer becomes
+/// [`State::Failed`] with the reason, open handles end with
+/// [`DeliveryError::Failed`], and the records still held wait for `close`
+/// to hand them back (or become dead letters if every handle is gone
+/// already).
+pub(crate) fn finish(shared: &Shared) {
+    settle_spool_returns(shared); // if the executor dropped the driver mid-close
+    let now = shared.runtime.now();
+    let mut g = shared.lock();
+    if g.stopped {
+        return;
+    }
+    g.stopped = true;
+    if g.machine.state() != State::Closed && g.failure.is_none() {
+        g.failure = Some(
+            "the driver task was dropped before the producer closed \
+             (was its runtime shut down?)"
+                .to_owned(),
+        );
+    }
+    let outcome = match g.failure.clone() {
+        Some(reason) => {
+            tracing::error!(
+                %reason,
+                held = g.machine.held_records(),
+                "producer failed: nothing is sent any more; close() hands back what is held"
+            );
+            g.state = (State::Failed, g.state.1 + 1);
+            DeliveryError::Failed { reason }
+        }
+        None => DeliveryError::Abandoned,
+    };
+    let mut completions = Completions::default();
+    for slot in g.slots.take_all() {
+        completions.push(Some(slot), Err(outcome.clone()));
+    }
+    let dead = if g.failure.is_some() && g.abandoned {
+        g.dead_letter_held(now)
+    } else {
+        Vec::new()
+    };
+    let mut wake = std::mem::take(&mut g.progress);
+    wake.append(&mut g.state_watchers);
+    wake.extend(g.driver.take());
+    drop(g);
+    completions.run();
+    for letter in dead {
+        shared.dead_letter(letter);
+    }
+    wake_all(wake);
 }
 
 /// Decides, once the spool has synced what it could, what happens to
@@ -257,7 +304,7 @@ fn settle_spool_returns(shared: &Shared) {
     }
     completions.run();
     for letter in dead {
-        (shared.dead_letters)(letter);
+        shared.dead_letter(letter);
     }
 }
 

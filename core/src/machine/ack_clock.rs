@@ -9,6 +9,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::time::deadline_after;
+
 /// Buckets per `ack_timeout`: the deadline is late by at most 1/64 of it.
 pub(crate) const BUCKETS_PER_TIMEOUT: u32 = 64;
 
@@ -40,7 +42,7 @@ impl AckClock {
     #[inline]
     pub(crate) fn sent(&mut self, now: Instant) -> u64 {
         match self.buckets.back_mut() {
-            Some(b) if now < b.start + self.width => b.outstanding += 1,
+            Some(b) if now < deadline_after(b.start, self.width) => b.outstanding += 1,
             _ => self.buckets.push_back(Bucket {
                 start: now,
                 outstanding: 1,
@@ -75,7 +77,9 @@ impl AckClock {
 
     /// The latest hand-off time of the oldest outstanding bucket.
     pub(crate) fn oldest(&self) -> Option<Instant> {
-        self.buckets.front().map(|b| b.start + self.width)
+        self.buckets
+            .front()
+            .map(|b| deadline_after(b.start, self.width))
     }
 }
 

@@ -22,6 +22,7 @@ use crate::event::{Command, EnqueueError, Event};
 use crate::record::{Record, RecordId};
 use crate::state::State;
 use crate::stats::{Health, Stats};
+use crate::time::deadline_after;
 use crate::transport::{Ack, ErrorClass, TransportError, TransportEvent};
 use queue::{Held, RecordQueue};
 
@@ -302,7 +303,19 @@ impl Machine {
                 record: Box::new(record),
                 size,
                 max: self.config.max_record_bytes(),
+                limit: "max_record_bytes",
             });
+        }
+        if let Some(max) = self.config.max_wire_bytes() {
+            let wire = record.kafka_wire_size();
+            if wire > max {
+                return Err(EnqueueError::RecordTooLarge {
+                    record: Box::new(record),
+                    size: wire,
+                    max,
+                    limit: "the transport's message.max.bytes",
+                });
+            }
         }
         let mut external = room(&record, self.oldest_held());
         if !self.fits(size) || !external {
@@ -533,7 +546,7 @@ impl Machine {
                 debug!(attempt = self.counters.reconnect_attempts, "connecting");
                 self.commands.push_back(PendingCommand::Connect);
                 Link::Connecting {
-                    deadline: now + self.config.connect_timeout(),
+                    deadline: deadline_after(now, self.config.connect_timeout()),
                 }
             }
             (Link::Connecting { .. }, Input::Connected) => {
@@ -588,7 +601,7 @@ impl Machine {
         let delay = self.reconnect.next().unwrap_or(self.config.backoff().max);
         debug!(?delay, "reconnect scheduled");
         Link::Disconnected {
-            retry_at: now + delay,
+            retry_at: deadline_after(now, delay),
         }
     }
 
@@ -664,8 +677,11 @@ impl Machine {
                     // One backoff step per burst of failures; every failed
                     // record still waits at least the initial delay.
                     let hold = match self.retry_hold.filter(|h| *h > now) {
-                        None => now + self.retry.next().unwrap_or(self.config.backoff().max),
-                        Some(hold) => hold.max(now + self.config.backoff().initial),
+                        None => deadline_after(
+                            now,
+                            self.retry.next().unwrap_or(self.config.backoff().max),
+                        ),
+                        Some(hold) => hold.max(deadline_after(now, self.config.backoff().initial)),
                     };
                     debug!(%id, reason = %error.reason, ?hold, "retriable failure; sending paused");
                     self.retry_hold = Some(hold);
@@ -674,7 +690,7 @@ impl Machine {
             }
             ErrorClass::Backpressure => {
                 if self.queue.requeue(id) {
-                    self.backpressure_until = Some(now + BACKPRESSURE_PAUSE);
+                    self.backpressure_until = Some(deadline_after(now, BACKPRESSURE_PAUSE));
                     trace!(%id, "transport back-pressure");
                 }
             }
@@ -720,7 +736,7 @@ impl Machine {
     fn ack_deadline(&self) -> Option<Instant> {
         self.queue
             .oldest_hand_off()
-            .map(|t| t + self.config.ack_timeout())
+            .map(|t| deadline_after(t, self.config.ack_timeout()))
     }
 }
 
