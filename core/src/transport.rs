@@ -62,6 +62,16 @@ pub enum ErrorClass {
     /// The transport's own buffer is full: the core keeps the record and
     /// pauses sending until [`TransportEvent::Ready`] or a short timer.
     Backpressure,
+    /// The record was refused together with the records batched with it,
+    /// for a reason that may belong to only one of them (a batch over the
+    /// topic's `max.message.bytes`, say). The core resends it alone, with
+    /// nothing else in flight; only a refusal of it alone is permanent (it
+    /// is then dead-lettered with the reason). Its batch-mates are resent
+    /// the same way, so one bad record costs none of the others. A
+    /// transport reporting this should also end its session if records
+    /// handed off after the batch could otherwise be stored ahead of the
+    /// resend.
+    Isolate,
 }
 
 /// A classified failure reported by a transport.
@@ -106,6 +116,11 @@ impl TransportError {
     /// Shorthand for [`ErrorClass::Backpressure`].
     pub fn backpressure(reason: impl Into<String>) -> Self {
         Self::new(ErrorClass::Backpressure, reason)
+    }
+
+    /// Shorthand for [`ErrorClass::Isolate`].
+    pub fn isolate(reason: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Isolate, reason)
     }
 }
 

@@ -9,7 +9,7 @@
 mod ack_clock;
 mod queue;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -126,6 +126,11 @@ pub struct Machine {
     /// The topic of the last record accepted: records sharing its `Arc`
     /// (the usual case) skip the name check.
     valid_topic: Option<Arc<str>>,
+    /// Records to send alone ([`ErrorClass::Isolate`]): each waits until
+    /// nothing is in flight, and nothing is sent until it settles.
+    isolate: BTreeSet<RecordId>,
+    /// The record in flight alone, if any.
+    solo: Option<RecordId>,
 }
 
 impl Machine {
@@ -158,6 +163,8 @@ impl Machine {
             counters: Counters::default(),
             last_error: None,
             valid_topic: None,
+            isolate: BTreeSet::new(),
+            solo: None,
         }
     }
 
@@ -471,7 +478,11 @@ impl Machine {
             return;
         }
         self.closing = Some(self.closing.map_or(deadline, |d| d.min(deadline)));
-        info!(held = self.queue.len(), ?deadline, "shutdown requested");
+        info!(
+            held = self.queue.len(),
+            within = ?deadline.saturating_duration_since(now),
+            "shutdown requested"
+        );
         if self.closing.is_some_and(|d| d <= now) {
             self.step(Input::ShutdownDeadline, now);
         } else {
@@ -496,6 +507,16 @@ impl Machine {
         }
         if self.queue.in_flight_len() == 0 {
             self.quiesce = false;
+        }
+        if !self.isolate.is_empty()
+            && let Some(next) = self.queue.next_waiting_id()
+            && self.isolate.contains(&next)
+        {
+            if self.queue.in_flight_len() > 0 {
+                return None; // it goes alone, once the others settle
+            }
+            debug!(id = %next, "sending a record alone after its batch was refused");
+            self.solo = Some(next);
         }
         let held = self.queue.send_next(now)?;
         Some(Command::Send {
@@ -567,6 +588,7 @@ impl Machine {
             (Link::Connected | Link::Draining, Input::LinkLost(reason)) => {
                 self.counters.link_losses += 1;
                 let requeued = self.queue.requeue_all();
+                self.solo = None;
                 warn!(%reason, requeued, "link lost");
                 self.last_error = Some(reason);
                 self.retry_hold = None;
@@ -621,6 +643,8 @@ impl Machine {
         }
         self.closing = None;
         self.drain_target = None;
+        self.isolate.clear();
+        self.solo = None;
         self.retry_hold = None;
         self.backpressure_until = None;
         self.commands.push_back(PendingCommand::Close);
@@ -650,6 +674,12 @@ impl Machine {
             return;
         }
         trace!(id = %ack.id, "delivered");
+        if self.solo == Some(ack.id) {
+            self.solo = None;
+        }
+        if !self.isolate.is_empty() {
+            self.isolate.remove(&ack.id);
+        }
         self.counters.delivered += 1;
         self.retry.reset();
         if self.reset_backoff_on_ack {
@@ -663,7 +693,27 @@ impl Machine {
     }
 
     fn on_failed(&mut self, id: RecordId, error: TransportError, now: Instant) {
+        let was_solo = self.solo == Some(id);
+        if was_solo {
+            self.solo = None;
+        }
         match error.class {
+            ErrorClass::Isolate if was_solo => {
+                self.isolate.remove(&id);
+                let reason = format!("{} (refused alone)", error.reason);
+                self.dead_letter(id, reason, now);
+            }
+            ErrorClass::Isolate => {
+                if self.queue.get(id).is_some() {
+                    if self.queue.requeue(id) {
+                        self.counters.retried += 1;
+                    }
+                    self.quiesce = true;
+                    self.isolate.insert(id);
+                    debug!(%id, reason = %error.reason, "refused with its batch; will be resent alone");
+                    self.last_error = Some(error.reason);
+                }
+            }
             ErrorClass::Link | ErrorClass::Fatal => {
                 if self.link.is_up() {
                     let input = Input::LinkLost(format!("{id}: {error}"));
@@ -683,7 +733,12 @@ impl Machine {
                         ),
                         Some(hold) => hold.max(deadline_after(now, self.config.backoff().initial)),
                     };
-                    debug!(%id, reason = %error.reason, ?hold, "retriable failure; sending paused");
+                    debug!(
+                        %id,
+                        reason = %error.reason,
+                        paused_for = ?hold.saturating_duration_since(now),
+                        "retriable failure; sending paused"
+                    );
                     self.retry_hold = Some(hold);
                     self.last_error = Some(error.reason);
                 }
@@ -694,24 +749,28 @@ impl Machine {
                     trace!(%id, "transport back-pressure");
                 }
             }
-            ErrorClass::Permanent => {
-                if let Some(held) = self.queue.remove(id) {
-                    self.counters.dead_lettered += 1;
-                    warn!(%id, reason = %error.reason, "record dead-lettered");
-                    self.last_error = Some(error.reason.clone());
-                    self.events.push_back(Event::DeadLettered {
-                        id,
-                        record: Box::new(held.record),
-                        reason: error.reason,
-                    });
-                    self.step(Input::Progress, now);
-                }
-            }
+            ErrorClass::Permanent => self.dead_letter(id, error.reason, now),
+        }
+    }
+
+    fn dead_letter(&mut self, id: RecordId, reason: String, now: Instant) {
+        self.isolate.remove(&id);
+        if let Some(held) = self.queue.remove(id) {
+            self.counters.dead_lettered += 1;
+            warn!(%id, %reason, "record dead-lettered");
+            self.last_error = Some(reason.clone());
+            self.events.push_back(Event::DeadLettered {
+                id,
+                record: Box::new(held.record),
+                reason,
+            });
+            self.step(Input::Progress, now);
         }
     }
 
     fn drop_record(&mut self, id: RecordId, record: Record, policy: &'static str) {
         self.counters.dropped += 1;
+        self.isolate.remove(&id);
         warn!(%id, policy, "queue full: record dropped by overflow policy");
         self.events.push_back(Event::Dropped {
             id,
@@ -729,6 +788,7 @@ impl Machine {
             && self.queue.waiting_len() > 0
             && self.queue.in_flight_len() < self.config.max_in_flight()
             && !(self.quiesce && self.queue.in_flight_len() > 0)
+            && self.solo.is_none()
             && self.retry_hold.is_none_or(|t| t <= now)
             && self.backpressure_until.is_none_or(|t| t <= now)
     }

@@ -149,6 +149,15 @@ impl RecordQueue {
         Some(held)
     }
 
+    /// The id of the record [`RecordQueue::send_next`] would send.
+    pub(crate) fn next_waiting_id(&mut self) -> Option<RecordId> {
+        if self.waiting == 0 {
+            return None;
+        }
+        let at = self.first_waiting()?;
+        self.slots.get(at).map(|s| s.id)
+    }
+
     /// Removes a record, wherever it is held.
     pub(crate) fn remove(&mut self, id: RecordId) -> Option<Held> {
         let at = self.position(id).ok()?;

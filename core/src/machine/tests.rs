@@ -404,3 +404,84 @@ fn a_retried_record_waits_for_the_backoff_then_goes_first() {
     assert_eq!(commands(&mut m, later).1, [1, 4]);
     assert_eq!(m.stats(later).retried, 1);
 }
+
+#[test]
+fn a_refused_batch_is_resent_one_record_at_a_time_and_only_the_bad_one_is_dead_lettered() {
+    let t0 = Instant::now();
+    let mut m = connected(t0);
+    for k in ["a", "b", "a", "b", "a"] {
+        m.enqueue(record(k), t0).unwrap();
+    }
+    assert_eq!(commands(&mut m, t0).1, vec![1, 2, 3], "the window of three");
+    // The broker refuses the batch of 1..=3 because of record 2 alone.
+    for id in 1..=3 {
+        let error = TransportError::isolate("MessageSizeTooLarge");
+        m.handle_transport(
+            TransportEvent::Failed {
+                id: RecordId(id),
+                error,
+            },
+            t0,
+        );
+    }
+    let alone = |m: &mut Machine, id: u64| {
+        assert_eq!(commands(m, t0).1, vec![id], "record {id} goes alone");
+        assert_eq!(commands(m, t0).1, Vec::<u64>::new(), "nothing beside it");
+    };
+    alone(&mut m, 1);
+    m.handle_transport(TransportEvent::Delivered(Ack::new(RecordId(1))), t0);
+    alone(&mut m, 2);
+    let error = TransportError::isolate("MessageSizeTooLarge");
+    m.handle_transport(
+        TransportEvent::Failed {
+            id: RecordId(2),
+            error,
+        },
+        t0,
+    );
+    alone(&mut m, 3);
+    m.handle_transport(TransportEvent::Delivered(Ack::new(RecordId(3))), t0);
+    assert_eq!(commands(&mut m, t0).1, vec![4, 5], "then batches again");
+    let mut dead = Vec::new();
+    while let Some(e) = m.poll_event() {
+        if let Event::DeadLettered { id, reason, .. } = e {
+            dead.push((id.0, reason));
+        }
+    }
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].0, 2);
+    assert!(dead[0].1.contains("refused alone"), "{}", dead[0].1);
+    assert_eq!(m.stats(t0).dead_lettered, 1);
+}
+
+#[test]
+fn a_record_to_send_alone_survives_a_link_loss_and_still_goes_alone() {
+    let t0 = Instant::now();
+    let mut m = connected(t0);
+    for k in ["a", "b", "c"] {
+        m.enqueue(record(k), t0).unwrap();
+    }
+    assert_eq!(commands(&mut m, t0).1, vec![1, 2, 3]);
+    let error = TransportError::isolate("MessageBatchTooLarge");
+    m.handle_transport(
+        TransportEvent::Failed {
+            id: RecordId(2),
+            error,
+        },
+        t0,
+    );
+    m.handle_transport(TransportEvent::LinkLost("session ended".into()), t0);
+    let t1 = t0 + Duration::from_secs(2);
+    m.handle_timeout(t1);
+    assert_eq!(commands(&mut m, t1).0, 1);
+    m.handle_transport(TransportEvent::Connected, t1);
+    assert_eq!(
+        commands(&mut m, t1).1,
+        vec![1],
+        "1 is not marked: it may batch"
+    );
+    m.handle_transport(TransportEvent::Delivered(Ack::new(RecordId(1))), t1);
+    assert_eq!(commands(&mut m, t1).1, vec![2], "2 alone");
+    m.handle_transport(TransportEvent::Delivered(Ack::new(RecordId(2))), t1);
+    assert_eq!(commands(&mut m, t1).1, vec![3]);
+}
