@@ -58,6 +58,12 @@ enum Op {
     Permanent {
         partition: usize,
     },
+    /// The broker refuses the partition's batch as a whole (too large for
+    /// the topic): every record of the lane fails with `Isolate`; a record
+    /// refused so while in flight alone is the one that is too large.
+    IsolateBatch {
+        partition: usize,
+    },
     LoseAck {
         partition: usize,
     },
@@ -84,6 +90,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => Just(Op::AckAll),
         2 => p.clone().prop_map(|partition| Op::Retriable { partition }),
         2 => p.clone().prop_map(|partition| Op::Permanent { partition }),
+        2 => p.clone().prop_map(|partition| Op::IsolateBatch { partition }),
         2 => p.prop_map(|partition| Op::LoseAck { partition }),
         1 => Just(Op::Fatal),
         1 => Just(Op::RefuseNextSend),
@@ -182,6 +189,8 @@ struct Sim {
     returned: HashSet<RecordId>,
     permanently_failed: HashSet<RecordId>,
     retriable_failed_at: HashMap<RecordId, Instant>,
+    /// Records refused with their batch: the machine must send each alone.
+    isolated: HashSet<RecordId>,
     state: State,
     disconnected_at: Option<Instant>,
     shutdown_deadline: Option<Instant>,
@@ -216,6 +225,7 @@ impl Sim {
             returned: HashSet::new(),
             permanently_failed: HashSet::new(),
             retriable_failed_at: HashMap::new(),
+            isolated: HashSet::new(),
             state: State::Disconnected,
             disconnected_at: None,
             shutdown_deadline: None,
@@ -239,6 +249,7 @@ impl Sim {
             return false;
         }
         set(self).insert(id);
+        self.isolated.remove(&id);
         self.held -= 1;
         self.held_bytes -= self.size_of[&id];
         true
@@ -292,6 +303,22 @@ impl Sim {
                     self.feed(TransportEvent::Failed {
                         id,
                         error: TransportError::permanent("message too large"),
+                    });
+                }
+            }
+            Op::IsolateBatch { partition } => {
+                let failed: Vec<_> = self.lanes[partition].drain(..).collect();
+                let alone = failed.len() == 1 && self.lanes.iter().all(VecDeque::is_empty);
+                for id in failed {
+                    if alone && self.isolated.remove(&id) {
+                        // Refused again on its own: it is the bad one.
+                        self.permanently_failed.insert(id);
+                    } else {
+                        self.isolated.insert(id);
+                    }
+                    self.feed(TransportEvent::Failed {
+                        id,
+                        error: TransportError::isolate("batch too large"),
                     });
                 }
             }
@@ -467,6 +494,17 @@ impl Sim {
                         if let Some(t) = self.retriable_failed_at.get(&id) {
                             prop_assert!(self.now >= *t + INITIAL, "{id} retried without waiting");
                         }
+                        let in_flight: Vec<RecordId> =
+                            self.lanes.iter().flatten().copied().collect();
+                        if self.isolated.contains(&id) {
+                            prop_assert!(
+                                in_flight.is_empty(),
+                                "{id} must go alone, but {in_flight:?} are in flight"
+                            );
+                        }
+                        if let Some(solo) = in_flight.iter().find(|i| self.isolated.contains(i)) {
+                            prop_assert!(false, "{id} sent beside {solo}, which must go alone");
+                        }
                         if std::mem::take(&mut self.refuse_next_send) {
                             Some(id)
                         } else {
@@ -513,6 +551,11 @@ impl Sim {
                 prop_assert!(
                     self.stored.contains(&ack.id),
                     "{} delivered but not stored",
+                    ack.id
+                );
+                prop_assert!(
+                    !self.permanently_failed.contains(&ack.id),
+                    "{} delivered after it was refused for good",
                     ack.id
                 );
                 prop_assert!(
