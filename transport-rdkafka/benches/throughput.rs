@@ -120,6 +120,7 @@ fn kafka_config(bootstrap: &str) -> ClientConfig {
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
+        .set("partitioner", robust_producer_rdkafka::DEFAULT_PARTITIONER)
         .set("message.timeout.ms", "0");
     c
 }

@@ -15,6 +15,11 @@ pub(crate) enum Disposition {
     Session(String),
     /// The client is (or must be treated as) unusable: rebuild it.
     Fatal(String),
+    /// The broker refused the record's whole batch for its size: report the
+    /// record for a resend on its own ([`ErrorClass::Isolate`](robust_producer::ErrorClass::Isolate))
+    /// and end the session, so that nothing handed off after it is stored
+    /// ahead of that resend.
+    Isolate(TransportError),
 }
 
 /// The name of `code` with librdkafka's description of it, for logs, stats
@@ -25,13 +30,19 @@ pub(crate) fn describe(code: RDKafkaErrorCode) -> String {
 }
 
 /// Classifies the error of a failed delivery report.
+///
+/// A size refusal there comes from the broker, for a whole produce batch
+/// (over the topic's `max.message.bytes`, which can be below the client's
+/// `message.max.bytes`): the record may be innocent, so it is resent alone
+/// before anything is decided.
 pub(crate) fn delivery_failure(code: RDKafkaErrorCode) -> Disposition {
     use RDKafkaErrorCode as C;
     let reason = describe(code);
     match code {
-        C::MessageSizeTooLarge
-        | C::MessageBatchTooLarge
-        | C::InvalidMessageSize
+        C::MessageSizeTooLarge | C::MessageBatchTooLarge => {
+            Disposition::Isolate(TransportError::isolate(reason))
+        }
+        C::InvalidMessageSize
         | C::InvalidRecord
         | C::TopicAuthorizationFailed
         | C::InvalidTopic
@@ -65,6 +76,11 @@ pub(crate) fn send_failure(error: &KafkaError) -> Disposition {
         KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => Disposition::Record(
             TransportError::backpressure(describe(RDKafkaErrorCode::QueueFull)),
         ),
+        // librdkafka refused this record itself, at hand-off: it is too
+        // large on its own.
+        KafkaError::MessageProduction(
+            code @ (RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge),
+        ) => Disposition::Record(TransportError::permanent(describe(*code))),
         KafkaError::MessageProduction(code) => delivery_failure(*code),
         KafkaError::Nul(e) => Disposition::Record(TransportError::permanent(format!(
             "invalid topic name: {e}"
@@ -84,13 +100,21 @@ mod tests {
             Disposition::Record(_) => "other",
             Disposition::Session(_) => "session",
             Disposition::Fatal(_) => "fatal",
+            Disposition::Isolate(_) => "isolate",
         }
     }
 
     #[test]
     fn mapping_follows_the_design() {
         use RDKafkaErrorCode as C;
-        assert_eq!(class(C::MessageSizeTooLarge), "permanent");
+        assert_eq!(class(C::MessageSizeTooLarge), "isolate");
+        assert_eq!(class(C::MessageBatchTooLarge), "isolate");
+        let Disposition::Record(e) =
+            send_failure(&KafkaError::MessageProduction(C::MessageSizeTooLarge))
+        else {
+            panic!("too large at hand-off is this record's own failure");
+        };
+        assert_eq!(e.class, ErrorClass::Permanent);
         assert_eq!(class(C::TopicAuthorizationFailed), "permanent");
         assert_eq!(class(C::InvalidTopic), "permanent");
         assert_eq!(class(C::UnknownTopic), "permanent");
@@ -109,7 +133,8 @@ mod tests {
 
     #[test]
     fn reasons_say_what_the_broker_said() {
-        let Disposition::Record(e) = delivery_failure(RDKafkaErrorCode::MessageSizeTooLarge) else {
+        let Disposition::Isolate(e) = delivery_failure(RDKafkaErrorCode::MessageSizeTooLarge)
+        else {
             panic!()
         };
         assert!(e.reason.contains("MessageSizeTooLarge"), "{}", e.reason);

@@ -24,6 +24,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseProducer, Producer, ProducerContext, PurgeConfig};
@@ -31,9 +32,10 @@ use robust_producer::{Ack, RecordId, TransportError, TransportEvent};
 use tracing::{debug, error, info, trace, warn};
 
 use crate::classify::{Disposition, delivery_failure, describe};
-use crate::config::RdkafkaConfig;
+use crate::config::{RdkafkaConfig, seconds};
 use crate::error::Error;
 use crate::events::EventQueue;
+use crate::logs::{OutageLog, Severity, severity};
 use crate::metrics::Counters;
 use crate::produce::{Destination, TopicHandle, produce};
 
@@ -78,14 +80,14 @@ const NUDGE_MIN: Duration = Duration::from_micros(200);
 const NUDGE_MAX: Duration = Duration::from_millis(1);
 
 /// Microseconds since the first call, on a monotonic clock.
-fn mono_us() -> u64 {
+pub(crate) fn mono_us() -> u64 {
     static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
     let epoch = *EPOCH.get_or_init(std::time::Instant::now);
     micros(epoch.elapsed())
 }
 
 /// `d` in whole microseconds, for comparisons with [`mono_us`].
-fn micros(d: Duration) -> u64 {
+pub(crate) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
@@ -142,8 +144,16 @@ pub(crate) struct Context {
     /// The producer itself, to read `fatal_error()` and purge from callbacks.
     /// Weak: the producer owns this context.
     producer: OnceLock<Weak<RdProducer>>,
-    /// The last error librdkafka reported, for connect-failure reasons.
+    /// The last error librdkafka reported (error callback or `FAIL` log
+    /// line) since a session last came up, for connect-failure reasons.
+    /// Not cleared per attempt: librdkafka reports an error identical to
+    /// the previous one of its broker only once per 30 s.
     last_error: Mutex<Option<String>>,
+    /// librdkafka reported every broker down since a session last came up.
+    all_down: AtomicBool,
+    /// Whether an outage signal is news (`warn`) or a repeat (`info`);
+    /// shared by the transport's producers.
+    outage_log: Arc<OutageLog>,
     /// [`mono_us`] of the owner's last inline poll.
     inline_polled_at: AtomicU64,
     /// The owner went idle after its last inline poll: the poll thread
@@ -155,7 +165,7 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    fn new(events: Arc<EventQueue>, counters: Arc<Counters>) -> Self {
+    fn new(events: Arc<EventQueue>, counters: Arc<Counters>, outage_log: Arc<OutageLog>) -> Self {
         Self {
             events,
             counters,
@@ -166,6 +176,8 @@ impl Context {
             backpressured: AtomicBool::new(false),
             producer: OnceLock::new(),
             last_error: Mutex::new(None),
+            all_down: AtomicBool::new(false),
+            outage_log,
             inline_polled_at: AtomicU64::new(0),
             handed_over: AtomicBool::new(true),
             poller_napping: AtomicBool::new(false),
@@ -200,17 +212,43 @@ impl Context {
             .clone()
     }
 
+    /// A session came up: earlier errors no longer explain anything, and
+    /// the next outage is news.
+    fn forget_errors(&self) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        self.all_down.store(false, Ordering::Release);
+        self.outage_log.reset();
+    }
+
+    /// Logs an outage signal at `warn` if it is the first of its outage,
+    /// at `info` otherwise.
+    fn log_outage(&self, what: &str, reason: &str) {
+        if self.outage_log.first() {
+            warn!(%reason, "{what}; the core keeps reconnecting (repeats are logged at info)");
+        } else {
+            info!(%reason, "{what}");
+        }
+    }
+
     /// Moves the session from probing to up; false if it is no longer the
     /// session probed.
     fn probe_succeeded(&self, generation: u64) -> bool {
-        self.session
+        let up = self
+            .session
             .compare_exchange(
                 pack(generation, PROBING),
                 pack(generation, UP),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             )
-            .is_ok()
+            .is_ok();
+        if up {
+            self.forget_errors();
+        }
+        up
     }
 
     /// Reports the current session's link lost, once, if it is up. With
@@ -302,10 +340,13 @@ impl ClientContext for Context {
     fn error(&self, error: KafkaError, reason: &str) {
         // rdkafka may call this twice per error event: everything here is
         // idempotent.
+        // Levels: see `crate::logs`.
         let code = error.rdkafka_error_code();
         match code {
             Some(RDKafkaErrorCode::AllBrokersDown) => {
-                self.set_last_error(format!("{reason} (AllBrokersDown)"));
+                // Kept apart from `last_error`, which says why they are down.
+                self.all_down.store(true, Ordering::Release);
+                self.log_outage("all kafka brokers are down", reason);
                 self.end_session(format!("all brokers down: {reason}"), true);
             }
             Some(RDKafkaErrorCode::Fatal) => {
@@ -316,13 +357,56 @@ impl ClientContext for Context {
                 }
             }
             Some(code) => {
-                debug!(error = %describe(code), %reason, "librdkafka reported an error");
+                match severity(code) {
+                    Severity::Outage => self.log_outage("kafka unreachable", reason),
+                    Severity::Person => error!(
+                        error = %describe(code),
+                        %reason,
+                        "librdkafka reported an error that needs attention \
+                         (credentials, certificates, permissions or configuration)"
+                    ),
+                    Severity::Other => {
+                        warn!(error = %describe(code), %reason, "librdkafka reported an error");
+                    }
+                }
                 self.set_last_error(format!("{reason} ({code:?})"));
             }
             None => {
-                debug!(%error, %reason, "librdkafka reported an error");
+                warn!(%error, %reason, "librdkafka reported an error");
                 self.set_last_error(reason.to_owned());
             }
+        }
+    }
+
+    /// librdkafka's log lines, at levels that fit (see `crate::logs`):
+    /// a broker failure (`FAIL`) is also reported to [`Self::error`] with its
+    /// code, which decides how loud it is, so its log line goes to `debug`
+    /// (or, below librdkafka's error level, `warn` once per outage); other
+    /// lines keep librdkafka's level.
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        use RDKafkaLogLevel as L;
+        let broker_failure = fac == "FAIL";
+        if broker_failure && !matches!(level, L::Debug) {
+            self.set_last_error(log_message.to_owned());
+        }
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                if broker_failure || fac == "ERROR" {
+                    debug!(target: "librdkafka", facility = fac, "{log_message}");
+                } else {
+                    error!(target: "librdkafka", facility = fac, "{log_message}");
+                }
+            }
+            L::Warning if broker_failure => {
+                if self.outage_log.first() {
+                    warn!(target: "librdkafka", facility = fac, "{log_message}");
+                } else {
+                    info!(target: "librdkafka", facility = fac, "{log_message}");
+                }
+            }
+            L::Warning => warn!(target: "librdkafka", facility = fac, "{log_message}"),
+            L::Notice | L::Info => info!(target: "librdkafka", facility = fac, "{log_message}"),
+            L::Debug => debug!(target: "librdkafka", facility = fac, "{log_message}"),
         }
     }
 }
@@ -342,12 +426,16 @@ impl ProducerContext for Context {
         match result {
             Ok(message) => {
                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                // librdkafka reports no offset with acks=0 (offset -1001,
+                // RD_KAFKA_OFFSET_INVALID): a negative value is "unknown".
+                let partition = message.partition();
+                let offset = message.offset();
                 self.push_report(
                     generation,
                     TransportEvent::Delivered(Ack {
                         id,
-                        partition: Some(message.partition()),
-                        offset: Some(message.offset()),
+                        partition: (partition >= 0).then_some(partition),
+                        offset: (offset >= 0).then_some(offset),
                     }),
                 );
             }
@@ -383,6 +471,12 @@ impl Context {
                 self.end_session(format!("{id} failed: {reason}"), true);
             }
             Disposition::Fatal(reason) => self.declare_fatal(format!("{id} failed: {reason}")),
+            Disposition::Isolate(e) => {
+                debug!(%id, reason = %e.reason, "record's batch refused; the core resends it alone");
+                let reason = format!("{id}'s batch refused: {}", e.reason);
+                self.push_report(generation, TransportEvent::Failed { id, error: e });
+                self.end_session(reason, true);
+            }
         }
     }
 }
@@ -409,8 +503,9 @@ impl Client {
         config: &RdkafkaConfig,
         events: Arc<EventQueue>,
         counters: Arc<Counters>,
+        outage_log: Arc<OutageLog>,
     ) -> Result<Self, Error> {
-        let context = Context::new(events, Arc::clone(&counters));
+        let context = Context::new(events, Arc::clone(&counters), outage_log);
         let producer: RdProducer = config
             .client_config()
             .create_with_context(context)
@@ -610,6 +705,8 @@ impl Client {
                 ctx.declare_fatal(format!("{id} refused: {reason}"));
                 TransportError::fatal(reason)
             }
+            // Refused at hand-off, alone: the record's own failure.
+            Disposition::Isolate(e) => TransportError::permanent(e.reason),
         }
     }
 
@@ -758,10 +855,23 @@ fn probe(producer: &RdProducer, generation: u64, timeout: Duration, topic: Optio
             }
             return;
         }
-        Err(e) => match ctx.last_error() {
-            Some(last) => format!("metadata probe failed ({e}); last client error: {last}"),
-            None => format!("metadata probe failed ({e})"),
-        },
+        Err(e) => {
+            let what = match e.rdkafka_error_code() {
+                Some(RDKafkaErrorCode::OperationTimedOut) => {
+                    format!("metadata probe timed out after {}", seconds(timeout))
+                }
+                _ => format!("metadata probe failed: {e}"),
+            };
+            let down = if ctx.all_down.load(Ordering::Acquire) {
+                "; all brokers down"
+            } else {
+                ""
+            };
+            match ctx.last_error() {
+                Some(last) => format!("{what}{down}; last client error: {last}"),
+                None => format!("{what}{down}"),
+            }
+        }
     };
     if ctx.generation() == generation {
         debug!(reason = %failure, "kafka connect attempt failed");

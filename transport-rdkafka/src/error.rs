@@ -18,6 +18,32 @@ pub enum Error {
         /// What librdkafka said, or a redacted summary for a secret.
         reason: String,
     },
+    /// A librdkafka property set to a value that would break the delivery
+    /// guarantee (`acks` other than `all`, `enable.idempotence` off) or
+    /// that the transport cannot work with (`transactional.id`). The
+    /// message says why and what to do instead; the value is left out when
+    /// the property is secret.
+    #[error("librdkafka property `{name}` = {value:?} refused: {reason}")]
+    Refused {
+        /// The property's name.
+        name: String,
+        /// Its value as configured (`<redacted>` for a secret property,
+        /// `<unset>` when the refusal is about its absence).
+        value: String,
+        /// Why, and what to do instead.
+        reason: String,
+    },
+    /// A setting of the transport itself (not a librdkafka property) that
+    /// cannot work, for example a zero
+    /// [`probe_timeout`](crate::RdkafkaConfig::probe_timeout).
+    #[error("invalid transport setting `{name}`: {reason}")]
+    InvalidSetting {
+        /// The setting's name, as the method of
+        /// [`RdkafkaConfig`](crate::RdkafkaConfig) that sets it.
+        name: &'static str,
+        /// Why the value cannot work, with the value.
+        reason: String,
+    },
     /// librdkafka could not create the producer (for example a TLS key that
     /// does not load, or a feature this build lacks).
     #[error("cannot create the librdkafka producer: {reason}")]

@@ -18,7 +18,7 @@
 //!         .set("sasl.password", "never printed"),
 //! )?;
 //! let producer = Producer::builder(Config::builder().service_name("patient-service").build()?)
-//!     .start(transport, TokioRuntime::new());
+//!     .start(transport, TokioRuntime::new())?;
 //! let handle = producer
 //!     .send_event("patient-events", "patient.registered", &serde_json::json!({"id": 7}), Some("p-7"))
 //!     .await?;
@@ -84,17 +84,37 @@
 //! request was on the wire when the session was abandoned, and those carry
 //! the same `event_id` header; per key, the stored order, ignoring such
 //! duplicates, is the send order. No outage length turns into loss.
+//!
+//! Settings that would weaken this (`acks` other than `all`, idempotence
+//! off, a `transactional.id`) are refused by
+//! [`RdkafkaTransport::new`] unless the application opts in with
+//! [`RdkafkaConfig::allow_weaker_delivery`] (never for a
+//! `transactional.id`); see [`RdkafkaConfig`], "Refused at
+//! `RdkafkaTransport::new`". Keyed records go to the partition Kafka's Java
+//! client would pick (`partitioner=murmur2_random`).
+//!
+//! ## Logs
+//!
+//! An outage (connections refused or dropped, names that do not resolve,
+//! every broker down) is logged at `warn` once, then at `info` until a
+//! session comes up again; `error` is kept for what needs a person:
+//! authentication, TLS, authorization and configuration problems, and
+//! fatal errors.
 
 mod classify;
 mod client;
 mod config;
 mod error;
 mod events;
+mod logs;
 mod metrics;
 mod produce;
 mod transport;
 
-pub use config::{DEFAULT_LINGER_MS, DEFAULT_PROBE_TIMEOUT, RdkafkaConfig, is_secret_property};
+pub use config::{
+    DEFAULT_LINGER_MS, DEFAULT_MESSAGE_MAX_BYTES, DEFAULT_PARTITIONER, DEFAULT_PROBE_TIMEOUT,
+    MAX_PROBE_TIMEOUT, RdkafkaConfig, is_secret_property,
+};
 pub use error::Error;
 pub use metrics::{MetricsSnapshot, TransportMetrics};
 pub use transport::RdkafkaTransport;

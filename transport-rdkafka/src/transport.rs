@@ -16,13 +16,16 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use robust_producer::{Record, RecordId, Transport, TransportError, TransportEvent};
+use robust_producer::{
+    Record, RecordId, Transport, TransportError, TransportEvent, TransportLimits,
+};
 use tracing::{debug, warn};
 
 use crate::client::Client;
 use crate::config::RdkafkaConfig;
 use crate::error::Error;
 use crate::events::{EventQueue, Tagged};
+use crate::logs::OutageLog;
 use crate::metrics::{Counters, TransportMetrics};
 
 /// The core's [`Transport`] over a librdkafka producer. See the
@@ -34,6 +37,8 @@ pub struct RdkafkaTransport {
     config: RdkafkaConfig,
     events: Arc<EventQueue>,
     counters: Arc<Counters>,
+    /// How loud the next outage signal is, across the producers built.
+    outage_log: Arc<OutageLog>,
     /// Events taken from `events`, not yet returned.
     local: VecDeque<Tagged>,
     /// The current session's generation.
@@ -61,10 +66,19 @@ impl RdkafkaTransport {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidProperty`] when librdkafka rejects a property (secret
-    /// values are never included), [`Error::Create`] or [`Error::Thread`]
-    /// when the producer or its poll thread cannot be created.
+    /// [`Error::Refused`] for a setting that would break the delivery
+    /// guarantee (`transactional.id`; `acks` other than `all` or
+    /// idempotence off without
+    /// [`RdkafkaConfig::allow_weaker_delivery`]),
+    /// [`Error::InvalidSetting`] for an unusable
+    /// [`probe_timeout`](RdkafkaConfig::probe_timeout),
+    /// [`Error::InvalidProperty`] for bootstrap servers that are not
+    /// `host:port` or when librdkafka rejects a property (secret values are
+    /// never included), [`Error::Create`] or [`Error::Thread`] when the
+    /// producer or its poll thread cannot be created. See
+    /// [`RdkafkaConfig`], "Refused at `RdkafkaTransport::new`".
     pub fn new(config: RdkafkaConfig) -> Result<Self, Error> {
+        config.validate()?;
         for (name, value) in config.overridden() {
             warn!(
                 property = name,
@@ -75,16 +89,24 @@ impl RdkafkaTransport {
         }
         if !config.idempotent() {
             warn!(
-                "enable.idempotence is off: librdkafka's retries may duplicate or reorder records"
+                "enable.idempotence is off (allow_weaker_delivery): librdkafka's retries may \
+                 duplicate or reorder records"
             );
         }
         let counters = Arc::new(Counters::default());
         let events = Arc::new(EventQueue::new(Arc::clone(&counters)));
-        let client = Client::build(&config, Arc::clone(&events), Arc::clone(&counters))?;
+        let outage_log = Arc::new(OutageLog::default());
+        let client = Client::build(
+            &config,
+            Arc::clone(&events),
+            Arc::clone(&counters),
+            Arc::clone(&outage_log),
+        )?;
         Ok(Self {
             config,
             events,
             counters,
+            outage_log,
             local: VecDeque::new(),
             generation: 0,
             client: Some(client),
@@ -150,6 +172,7 @@ impl Transport for RdkafkaTransport {
                 &self.config,
                 Arc::clone(&self.events),
                 Arc::clone(&self.counters),
+                Arc::clone(&self.outage_log),
             ) {
                 Ok(client) => self.client = Some(client),
                 Err(e) => {
@@ -199,6 +222,18 @@ impl Transport for RdkafkaTransport {
         }
     }
 
+    /// `max_wire_bytes`: librdkafka's `message.max.bytes` (its default,
+    /// 1 000 000, when not set), which librdkafka compares with the same
+    /// size the core computes (key, value, headers and the record's
+    /// framing); `connect_probe`: the
+    /// [`probe_timeout`](RdkafkaConfig::probe_timeout), which the core's
+    /// `connect_timeout` must exceed.
+    fn limits(&self) -> TransportLimits {
+        TransportLimits::new()
+            .with_max_wire_bytes(self.config.message_max_bytes())
+            .with_connect_probe(self.config.probe_timeout_value())
+    }
+
     async fn close(&mut self, timeout: Duration) {
         // Nothing more is reported.
         self.generation += 1;
@@ -207,11 +242,16 @@ impl Transport for RdkafkaTransport {
         let Some(client) = self.client.take() else {
             return;
         };
+        // rdkafka turns a flush timeout into `Instant::now() + timeout`,
+        // which panics on overflow (`Duration::MAX`, "wait forever"), and
+        // librdkafka counts it in i32 milliseconds anyway.
+        let timeout = timeout.min(MAX_CLOSE_FLUSH);
         let done = Arc::new(Done::default());
-        let signal = Arc::clone(&done);
+        // Set when the job ends, even by a panic: `close` never hangs.
+        let signal = SetOnDrop(Arc::clone(&done));
         let job = move || {
+            let _signal = signal;
             client.destroy(timeout);
-            signal.set();
         };
         match std::thread::Builder::new()
             .name("rdkafka-close".to_owned())
@@ -228,6 +268,19 @@ impl Drop for RdkafkaTransport {
         if let Some(client) = self.client.take() {
             client.retire();
         }
+    }
+}
+
+/// The longest flush on close: librdkafka's limit (`i32::MAX` milliseconds,
+/// about 24.8 days).
+const MAX_CLOSE_FLUSH: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// Sets its flag when dropped.
+struct SetOnDrop(Arc<Done>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.set();
     }
 }
 

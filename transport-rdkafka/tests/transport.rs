@@ -350,3 +350,166 @@ async fn records_arrive_exactly_as_sent_through_topic_handles_and_by_name() {
         assert_eq!(stored, expected, "topic {topic}");
     }
 }
+
+/// `RdkafkaTransport::new` refuses what would break the delivery guarantee
+/// or cannot work, before building anything (the checks themselves are unit
+/// tested in `config.rs`).
+#[test]
+fn new_refuses_settings_that_break_delivery() {
+    let refused = |config: RdkafkaConfig| match RdkafkaTransport::new(config) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e,
+    };
+    let e = refused(RdkafkaConfig::new("localhost:9").set("transactional.id", "tx"));
+    assert!(
+        matches!(&e, Error::Refused { name, .. } if name == "transactional.id"),
+        "{e:?}"
+    );
+    let e = refused(RdkafkaConfig::new("localhost:9").set("acks", "1"));
+    assert!(
+        matches!(&e, Error::Refused { name, .. } if name == "acks"),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("allow_weaker_delivery"), "{e}");
+    let e = refused(RdkafkaConfig::new("localhost:9").set("enable.idempotence", "false"));
+    assert!(
+        matches!(&e, Error::Refused { name, .. } if name == "enable.idempotence"),
+        "{e:?}"
+    );
+    let e = refused(RdkafkaConfig::new("http://kafka:9092"));
+    assert!(
+        matches!(&e, Error::InvalidProperty { name, .. } if name == "bootstrap.servers"),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("http://"), "{e}");
+    let e = refused(RdkafkaConfig::new("not a host"));
+    assert!(e.to_string().contains("bootstrap.servers"), "{e}");
+    let e = refused(RdkafkaConfig::new("localhost:9").probe_timeout(Duration::ZERO));
+    assert!(
+        matches!(&e, Error::InvalidSetting { name, .. } if *name == "probe_timeout"),
+        "{e:?}"
+    );
+    let e = refused(RdkafkaConfig::new("localhost:9").probe_timeout(Duration::MAX));
+    assert!(e.to_string().contains("probe_timeout"), "{e}");
+    // Opted in: weaker delivery is accepted.
+    RdkafkaTransport::new(
+        RdkafkaConfig::new("localhost:9")
+            .allow_weaker_delivery()
+            .set("acks", "1")
+            .set("enable.idempotence", "false"),
+    )
+    .expect("weaker delivery allowed");
+}
+
+/// The limits the core checks: librdkafka's `message.max.bytes` and the
+/// probe timeout.
+#[test]
+fn limits_state_message_max_bytes_and_probe_timeout() {
+    let t = RdkafkaTransport::new(RdkafkaConfig::new("localhost:9")).unwrap();
+    let limits = t.limits();
+    assert_eq!(limits.max_wire_bytes, Some(1_000_000));
+    assert_eq!(limits.connect_probe, Some(Duration::from_secs(5)));
+    let t = RdkafkaTransport::new(
+        RdkafkaConfig::new("localhost:9")
+            .set("message.max.bytes", "20000")
+            .probe_timeout(Duration::from_millis(1500)),
+    )
+    .unwrap();
+    let limits = t.limits();
+    assert_eq!(limits.max_wire_bytes, Some(20_000));
+    assert_eq!(limits.connect_probe, Some(Duration::from_millis(1500)));
+}
+
+/// With `acks=0` (allowed with `allow_weaker_delivery`) librdkafka reports
+/// no offset (-1001): the acknowledgement says `None`, not a negative one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_zero_reports_no_offset() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 2, 1).unwrap();
+    let config = RdkafkaConfig::new(cluster.bootstrap_servers())
+        .allow_weaker_delivery()
+        .set("acks", "0")
+        .set("enable.idempotence", "false");
+    let mut t = RdkafkaTransport::new(config).unwrap();
+    connected(&mut t).await;
+    for n in 1..=10 {
+        t.send(RecordId(n), &record(n)).unwrap();
+    }
+    let events = events_until(&mut t, Duration::from_secs(10), |e| e.len() == 10).await;
+    assert_eq!(delivered_ids(&events), (1..=10).collect());
+    for e in &events {
+        let TransportEvent::Delivered(ack) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(ack.offset, None, "{ack:?}");
+        assert!(matches!(ack.partition, Some(0 | 1)), "{ack:?}");
+    }
+    t.close(Duration::from_secs(1)).await;
+}
+
+/// A failed connect says why in librdkafka's words, not only that the
+/// probe timed out.
+async fn connect_failure(bootstrap: &str) -> String {
+    let config = RdkafkaConfig::new(bootstrap).probe_timeout(Duration::from_millis(1500));
+    let mut t = RdkafkaTransport::new(config).unwrap();
+    t.connect();
+    let events = events_until(&mut t, Duration::from_secs(10), |e| !e.is_empty()).await;
+    t.close(Duration::ZERO).await;
+    match events.as_slice() {
+        [TransportEvent::ConnectFailed(reason)] => {
+            eprintln!("{bootstrap}: {reason}");
+            reason.clone()
+        }
+        other => panic!("{bootstrap}: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failure_carries_librdkafka_reason() {
+    let reason = connect_failure("nohost.invalid:9092").await;
+    assert!(
+        reason.contains("Failed to resolve 'nohost.invalid:9092'"),
+        "{reason}"
+    );
+    // Nothing listens on a port just released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let reason = connect_failure(&format!("127.0.0.1:{port}")).await;
+    assert!(reason.contains("Connection refused"), "{reason}");
+}
+
+/// `close(Duration::MAX)` ("as long as it takes") neither panics nor hangs:
+/// the flush is bounded by librdkafka's own limit and ends as soon as the
+/// record is delivered. (rdkafka computes `Instant::now() + timeout`, which
+/// panics on overflow.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_with_an_unbounded_timeout_flushes_and_returns() {
+    static CLOSE_PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name() == Some("rdkafka-close") {
+            CLOSE_PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        default_hook(info);
+    }));
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 1, 1).unwrap();
+    let mut t = RdkafkaTransport::new(RdkafkaConfig::new(cluster.bootstrap_servers())).unwrap();
+    connected(&mut t).await;
+    // Slow answers: the record is still outstanding when `close` flushes.
+    cluster
+        .broker_round_trip_time(-1, Duration::from_millis(300))
+        .unwrap();
+    t.send(RecordId(1), &record(1)).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), t.close(Duration::MAX))
+        .await
+        .expect("close returns once the record is flushed");
+    assert_eq!(
+        CLOSE_PANICS.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the close thread panicked"
+    );
+}

@@ -581,7 +581,13 @@ impl Machine {
                 }
             }
             (Link::Connecting { .. }, Input::ConnectFailed(reason) | Input::LinkLost(reason)) => {
-                warn!(%reason, "connect failed");
+                // Once per outage at `warn`: an outage's every retry is
+                // expected, and reported at `info`.
+                if self.reconnect.attempt() == 0 {
+                    warn!(%reason, "connect failed; retrying with backoff");
+                } else {
+                    info!(%reason, attempt = self.reconnect.attempt(), "connect failed");
+                }
                 self.last_error = Some(reason);
                 self.disconnected(now)
             }
