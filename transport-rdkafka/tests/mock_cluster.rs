@@ -391,7 +391,11 @@ async fn too_large_is_dead_lettered_alone_and_does_not_block() {
         .expect("flushed");
     // 2. Refused by the broker: one produce request answered
     //    MSG_SIZE_TOO_LARGE (a batch over the topic's limit). Its records
-    //    may be innocent: each is resent alone, and delivered.
+    //    may be innocent: each is resent alone and delivered, unless
+    //    librdkafka stored a later record of its key first (it retries the
+    //    batches behind a refused one under a new epoch, racing the
+    //    transport's purge): that record is then dead-lettered, saying so,
+    //    rather than resent out of order.
     cluster.mock.request_errors(
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
@@ -404,7 +408,14 @@ async fn too_large_is_dead_lettered_alone_and_does_not_block() {
         .expect("flushed");
     let refused_batches = under.producer.stats().link_losses;
     assert!(refused_batches >= 1, "the refused batch ended its session");
-    assert!(under.dead_seqs().is_empty(), "no batch-mate lost");
+    let overtaken = under.dead.lock().unwrap().len();
+    for dl in under.dead.lock().unwrap().iter() {
+        let reason = dl.reason.to_string();
+        assert!(
+            reason.contains("would break the key's order"),
+            "a batch-mate dead-lettered for another reason: {reason}"
+        );
+    }
     // 3. Refused again when alone: that record, and only it, is
     //    dead-lettered with the broker's words.
     cluster.mock.request_errors(
@@ -427,13 +438,11 @@ async fn too_large_is_dead_lettered_alone_and_does_not_block() {
     let (stats, m) = under.finish(N - 1).await; // all but the one refused at send
     eprintln!("stats: {stats:?}\ntransport: {m:?}");
     let dead = under.dead_seqs();
-    assert_eq!(dead, HashSet::from([6_000]), "exactly the victim");
-    for dl in under.dead.lock().unwrap().iter() {
-        let reason = dl.reason.to_string();
-        assert!(reason.contains("too large"), "{reason}");
-    }
-    // Never accepted, so never stored: 2 000 is absent like the victim.
-    let absent = HashSet::from([2_000, 6_000]);
+    assert!(dead.contains(&6_000), "the victim: {dead:?}");
+    assert_eq!(dead.len(), overtaken + 1, "the victim and the overtaken");
+    // Never accepted, so never stored: 2 000 is absent like the dead.
+    let mut absent = dead.clone();
+    absent.insert(2_000);
     let v = cluster.verify(N, &absent);
     // A refused batch ends its session; acknowledgements of that session
     // still on the wire are lost, and their records sent again.

@@ -675,6 +675,9 @@ impl Machine {
     }
 
     fn on_delivered(&mut self, ack: Ack, now: Instant) {
+        if !self.isolate.is_empty() {
+            self.overtaken_by(ack.id, now);
+        }
         if !self.queue.discard(ack.id) {
             trace!(id = %ack.id, "acknowledgement for a record no longer held");
             return;
@@ -759,8 +762,40 @@ impl Machine {
         }
     }
 
+    /// Record `stored` (about to be acknowledged) was stored ahead of the
+    /// records of its key that wait to be resent alone: resending them now
+    /// would break the key's order, so they are dead-lettered instead. (A
+    /// client can store later records of a partition after a batch was
+    /// refused whole: librdkafka's idempotent producer retries them under a
+    /// new epoch.)
+    fn overtaken_by(&mut self, stored: RecordId, now: Instant) {
+        let Some(key) = self.queue.get(stored).and_then(|h| h.record.key.clone()) else {
+            return;
+        };
+        let overtaken: Vec<RecordId> = self
+            .isolate
+            .range(..stored)
+            .copied()
+            .filter(|id| {
+                self.queue
+                    .get(*id)
+                    .is_some_and(|h| h.record.key.as_ref() == Some(&key))
+            })
+            .collect();
+        for id in overtaken {
+            let reason = format!(
+                "refused with its batch, and {stored}, a later record of its key, was stored \
+                 first: resending it would break the key's order"
+            );
+            self.dead_letter(id, reason, now);
+        }
+    }
+
     fn dead_letter(&mut self, id: RecordId, reason: String, now: Instant) {
         self.isolate.remove(&id);
+        if self.solo == Some(id) {
+            self.solo = None;
+        }
         if let Some(held) = self.queue.remove(id) {
             self.counters.dead_lettered += 1;
             warn!(%id, %reason, "record dead-lettered");

@@ -485,3 +485,36 @@ fn a_record_to_send_alone_survives_a_link_loss_and_still_goes_alone() {
     m.handle_transport(TransportEvent::Delivered(Ack::new(RecordId(2))), t1);
     assert_eq!(commands(&mut m, t1).1, vec![3]);
 }
+
+#[test]
+fn a_record_waiting_to_go_alone_is_dead_lettered_once_a_later_record_of_its_key_is_stored() {
+    let t0 = Instant::now();
+    let mut m = connected(t0);
+    for k in ["a", "b", "a"] {
+        m.enqueue(record(k), t0).unwrap();
+    }
+    assert_eq!(commands(&mut m, t0).1, vec![1, 2, 3]);
+    let error = TransportError::isolate("MessageSizeTooLarge");
+    m.handle_transport(
+        TransportEvent::Failed {
+            id: RecordId(1),
+            error,
+        },
+        t0,
+    );
+    // The client stored 2 (key b) and 3 (key a) after 1's batch was refused.
+    m.handle_transport(TransportEvent::Delivered(Ack::new(RecordId(2))), t0);
+    assert_eq!(m.stats(t0).dead_lettered, 0, "another key: 1 may still go");
+    m.handle_transport(TransportEvent::Delivered(Ack::new(RecordId(3))), t0);
+    let mut dead = Vec::new();
+    while let Some(e) = m.poll_event() {
+        if let Event::DeadLettered { id, reason, .. } = e {
+            dead.push((id.0, reason));
+        }
+    }
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].0, 1);
+    assert!(dead[0].1.contains("order"), "{}", dead[0].1);
+    assert_eq!(commands(&mut m, t0).1, Vec::<u64>::new(), "nothing resent");
+    assert_eq!(m.held_records(), 0);
+}
