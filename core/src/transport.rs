@@ -70,7 +70,9 @@ pub enum ErrorClass {
     /// the same way, so one bad record costs none of the others. A
     /// transport reporting this should also end its session if records
     /// handed off after the batch could otherwise be stored ahead of the
-    /// resend.
+    /// resend; if a later record of the same key is acknowledged all the
+    /// same, the record is dead-lettered instead, since a resend would break
+    /// the key's order.
     Isolate,
 }
 
