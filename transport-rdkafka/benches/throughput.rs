@@ -33,6 +33,10 @@
 //! acknowledgement as a ratio of raw BaseProducer's steady rate, and the
 //! longest wait of a 1 ms timer task on the same executor meanwhile.
 //!
+//! Against a real broker: `--bootstrap host:port`, and `--container NAME`
+//! (its Docker container, stopped and started for the backlog; without it
+//! the backlog is skipped). `scripts/bench-real-broker.sh` starts one.
+//!
 //! Options: `--records N`, `--backlog N`, `--backlog-rounds N`, `--rounds N`, `--partitions N`,
 //! `--max-in-flight N` (the core's), `--queue N` (the core's bound on queued
 //! records), `--variants raw,ours,ours-mt,future`, `--threads` (CPU per
@@ -47,13 +51,17 @@
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
+#[path = "common/cpu.rs"]
+mod cpu;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::client::ClientContext;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
@@ -63,6 +71,8 @@ use rdkafka::producer::{
 };
 use robust_producer::{Bytes, Config, Producer, Record, TokioRuntime};
 use robust_producer_rdkafka::{RdkafkaConfig, RdkafkaTransport};
+
+use cpu::{process_cpu, thread_cpu};
 
 const PAYLOAD: usize = 100;
 const KEYS: usize = 1024;
@@ -78,6 +88,10 @@ struct Args {
     queue: u64,
     variants: String,
     threads: bool,
+    /// A real broker instead of the mock cluster.
+    bootstrap: Option<String>,
+    /// Its Docker container, stopped and started for the backlog.
+    container: Option<String>,
 }
 
 fn args() -> Args {
@@ -91,6 +105,8 @@ fn args() -> Args {
         queue: Config::builder().build().unwrap().max_queued_records() as u64,
         variants: "raw,ours,ours-mt,future".to_owned(),
         threads: false,
+        bootstrap: None,
+        container: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -107,6 +123,8 @@ fn args() -> Args {
             "--queue" => a.queue = value().expect("--queue N"),
             "--variants" => a.variants = it.next().expect("--variants raw,ours,future"),
             "--threads" => a.threads = true,
+            "--bootstrap" => a.bootstrap = it.next(),
+            "--container" => a.container = it.next(),
             _ => {} // `cargo bench` passes --bench
         }
     }
@@ -192,47 +210,6 @@ impl Run {
     fn cpu_us(&self) -> f64 {
         self.cpu.as_secs_f64() * 1e6 / self.acked.max(1) as f64
     }
-}
-
-/// CPU time (user + system) of each of this process's threads, by thread
-/// id, with the thread's name, from `/proc/self/task` (Linux; empty
-/// elsewhere).
-fn thread_cpu() -> BTreeMap<String, (String, Duration)> {
-    let mut by_tid = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return by_tid;
-    };
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        if let Some((name, cpu)) = parse_stat(&stat) {
-            let tid = task.file_name().to_string_lossy().into_owned();
-            by_tid.insert(tid, (name.to_owned(), cpu));
-        }
-    }
-    by_tid
-}
-
-/// The command name and CPU time (user + system) in a `/proc` `stat` line.
-/// Resolution: one clock tick (10 ms).
-fn parse_stat(stat: &str) -> Option<(&str, Duration)> {
-    let (head, rest) = stat.rsplit_once(')')?;
-    let (_, name) = head.split_once('(')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
-        .sum();
-    Some((name, Duration::from_millis(ticks * 10)))
-}
-
-/// CPU time of the whole process so far.
-fn process_cpu() -> Duration {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| parse_stat(&stat).map(|(_, cpu)| cpu))
-        .unwrap_or_default()
 }
 
 /// CPU microseconds per record spent since `before`, summed by thread name
@@ -411,15 +388,10 @@ struct Backlog {
     total: Duration,
 }
 
-async fn robust_backlog(
-    args: &Args,
-    cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
-    topic: &str,
-    data: &Data,
-) -> Backlog {
+async fn robust_backlog(args: &Args, cluster: &Cluster, topic: &str, data: &Data) -> Backlog {
     let n = args.backlog;
-    cluster.broker_down(-1).unwrap();
-    let transport = RdkafkaTransport::new(RdkafkaConfig::new(cluster.bootstrap_servers())).unwrap();
+    cluster.down();
+    let transport = RdkafkaTransport::new(RdkafkaConfig::new(cluster.bootstrap())).unwrap();
     let metrics = transport.metrics();
     let producer = Producer::builder(robust_config(args, n))
         .start(transport, TokioRuntime::new())
@@ -448,7 +420,7 @@ async fn robust_backlog(
         }
     });
     let up = Instant::now();
-    cluster.broker_up(-1).unwrap();
+    cluster.up();
     // Watched from a plain thread on the transport's own counter of
     // successful delivery reports, so that a busy executor cannot delay the
     // observations.
@@ -516,10 +488,100 @@ impl Series {
     }
 }
 
+/// Where the records go: librdkafka's mock cluster, or a real broker.
+enum Cluster {
+    Mock(MockCluster<'static, rdkafka::producer::DefaultProducerContext>),
+    /// A real broker; its container, if given, is stopped and started for
+    /// the backlog.
+    Real {
+        bootstrap: String,
+        container: Option<String>,
+    },
+}
+
+impl Cluster {
+    fn bootstrap(&self) -> String {
+        match self {
+            Cluster::Mock(m) => m.bootstrap_servers(),
+            Cluster::Real { bootstrap, .. } => bootstrap.clone(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Cluster::Mock(_) => "mock cluster 1 broker".to_owned(),
+            Cluster::Real { bootstrap, .. } => format!("real broker at {bootstrap}"),
+        }
+    }
+
+    /// Creates `topic` (a real broker creates it on first use, with its
+    /// default partition count, when the admin request fails).
+    fn create_topic(&self, rt: &tokio::runtime::Runtime, topic: &str, partitions: i32) {
+        match self {
+            Cluster::Mock(m) => m.create_topic(topic, partitions, 1).unwrap(),
+            Cluster::Real { bootstrap, .. } => {
+                let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+                    .set("bootstrap.servers", bootstrap)
+                    .create()
+                    .unwrap();
+                let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+                let created = rt.block_on(admin.create_topics([&new], &AdminOptions::new()));
+                if let Err(e) = created {
+                    println!(
+                        "  (topic {topic} not created: {e}; the broker creates it on first use)"
+                    );
+                }
+            }
+        }
+    }
+
+    fn can_go_down(&self) -> bool {
+        matches!(
+            self,
+            Cluster::Mock(_)
+                | Cluster::Real {
+                    container: Some(_),
+                    ..
+                }
+        )
+    }
+
+    fn down(&self) {
+        match self {
+            Cluster::Mock(m) => m.broker_down(-1).unwrap(),
+            Cluster::Real { container, .. } => docker("stop", container),
+        }
+    }
+
+    fn up(&self) {
+        match self {
+            Cluster::Mock(m) => m.broker_up(-1).unwrap(),
+            Cluster::Real { container, .. } => docker("start", container),
+        }
+    }
+}
+
+/// `docker <verb> <container>`, which must succeed.
+fn docker(verb: &str, container: &Option<String>) {
+    let name = container.as_deref().expect("--container NAME");
+    let status = std::process::Command::new("docker")
+        .args([verb, name])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "docker {verb} {name} failed");
+}
+
 fn main() {
     let args = args();
-    let cluster = MockCluster::new(1).unwrap();
-    let bootstrap = cluster.bootstrap_servers();
+    let cluster = match &args.bootstrap {
+        None => Cluster::Mock(MockCluster::new(1).unwrap()),
+        Some(b) => Cluster::Real {
+            bootstrap: b.clone(),
+            container: args.container.clone(),
+        },
+    };
+    let bootstrap = cluster.bootstrap();
     let data = Data::new();
     let current = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -531,9 +593,13 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "mock cluster 1 broker, {} partitions; {} records of {PAYLOAD} B per run, {} rounds; \
+        "{}, {} partitions; {} records of {PAYLOAD} B per run, {} rounds; \
          acks=all, idempotence, linger.ms=5; core max_in_flight {}",
-        args.partitions, args.records, args.rounds, args.max_in_flight
+        cluster.describe(),
+        args.partitions,
+        args.records,
+        args.rounds,
+        args.max_in_flight
     );
     let wanted = |v: &str| args.variants.split(',').any(|w| w == v);
     let names = [
@@ -545,8 +611,8 @@ fn main() {
     let mut series: Vec<Series> = names.iter().map(|_| Series::default()).collect();
     for round in 0..args.rounds {
         let topic = |v: &str| {
-            let t = format!("bench-{v}-{round}");
-            cluster.create_topic(&t, args.partitions, 1).unwrap();
+            let t = format!("bench-{v}-{round}-{}", std::process::id());
+            cluster.create_topic(&rt, &t, args.partitions);
             t
         };
         let mut line = format!("round {round}:");
@@ -611,7 +677,11 @@ fn main() {
             raw_cpu / s.cpu()
         );
     }
-    if args.backlog > 0 {
+    if args.backlog > 0 && !cluster.can_go_down() {
+        println!();
+        println!("backlog skipped: a real broker needs --container NAME to be stopped and started");
+    }
+    if args.backlog > 0 && cluster.can_go_down() {
         for (name, runtime) in [("multi-thread", &rt), ("current-thread", &current)] {
             println!();
             println!(
@@ -620,8 +690,8 @@ fn main() {
             );
             let mut drains = Vec::new();
             for round in 0..args.backlog_rounds {
-                let topic = format!("bench-backlog-{name}-{round}");
-                cluster.create_topic(&topic, args.partitions, 1).unwrap();
+                let topic = format!("bench-backlog-{name}-{round}-{}", std::process::id());
+                cluster.create_topic(&rt, &topic, args.partitions);
                 let b = runtime.block_on(robust_backlog(&args, &cluster, &topic, &data));
                 println!(
                     "  {round}: accepted at {:.0}/s; broker up -> first ack {:.0?}; \

@@ -31,6 +31,7 @@ use rdkafka::producer::{BaseProducer, Producer, ProducerContext, PurgeConfig};
 use robust_producer::{Ack, RecordId, TransportError, TransportEvent};
 use tracing::{debug, error, info, trace, warn};
 
+use crate::bell::{Bell, MainQueue};
 use crate::classify::{Disposition, delivery_failure, describe};
 use crate::config::{RdkafkaConfig, seconds};
 use crate::error::Error;
@@ -39,25 +40,14 @@ use crate::logs::{OutageLog, Severity, severity};
 use crate::metrics::Counters;
 use crate::produce::{Destination, TopicHandle, produce};
 
-/// The longest `poll` call of the poll thread (rdkafka's `poll` serves events
-/// until its timeout ends, not just the first one); also the longest delay
-/// before a retired producer's poll thread notices it must stop.
+/// The longest the poll thread sleeps between two looks at librdkafka's
+/// event queue when nothing rings its [`Bell`]: a safety net, and the
+/// longest delay before a retired producer's poll thread notices it must
+/// stop.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-/// The first `poll` call of the poll thread after the driver went idle; the
-/// calls double while it stays idle, up to [`POLL_SLICE_MAX`] for a second
-/// (shorter than `linger.ms`' default: the first reports after the driver
-/// resumes arrive when the poll thread is napping, so the driver serves
-/// them), then up to [`POLL_INTERVAL`].
-const POLL_SLICE: Duration = Duration::from_millis(1);
-
-/// The longest `poll` call of the poll thread within a second of the
-/// driver's last inline poll.
-const POLL_SLICE_MAX: Duration = Duration::from_millis(4);
-
-/// After this long without an inline poll, the poll thread's calls grow to
-/// [`POLL_INTERVAL`].
-const LONG_IDLE: Duration = Duration::from_secs(1);
+/// The most events the poll thread serves before it looks around again.
+const SERVE_BATCH: usize = 1024;
 
 /// While the transport's owner polled inline this recently (see
 /// [`Client::poll_inline`]) the poll thread leaves delivery reports to it;
@@ -70,13 +60,14 @@ const INLINE_ACTIVE: Duration = Duration::from_millis(100);
 /// stopped polling ([`INLINE_ACTIVE`]).
 const INLINE_NAP: Duration = Duration::from_millis(10);
 
-/// While the owner is idle with records awaiting their reports, the poll
-/// thread nudges it (wakes it to poll inline) this long after its last
-/// inline poll, doubling the wait after each nudge up to [`NUDGE_MAX`] and
-/// starting again once reports came in.
+/// While the owner is idle with records awaiting their reports and
+/// librdkafka has queued events, the poll thread nudges it (wakes it to
+/// poll inline) this long after its last inline poll, doubling the wait
+/// after each nudge up to [`NUDGE_MAX`] and starting again once reports
+/// came in. While nothing is queued it sleeps until librdkafka rings.
 const NUDGE_MIN: Duration = Duration::from_micros(200);
 
-/// The longest wait between two nudges (during an outage, say).
+/// The longest wait between two nudges while events stay queued.
 const NUDGE_MAX: Duration = Duration::from_millis(1);
 
 /// Microseconds since the first call, on a monotonic clock.
@@ -162,6 +153,8 @@ pub(crate) struct Context {
     /// The poll thread naps (the driver was busy when it last looked): the
     /// driver going idle unparks it, to start nudging at once.
     poller_napping: AtomicBool,
+    /// Rung by librdkafka when it queues an event: wakes the poll thread.
+    pub(crate) bell: Bell,
 }
 
 impl Context {
@@ -181,6 +174,7 @@ impl Context {
             inline_polled_at: AtomicU64::new(0),
             handed_over: AtomicBool::new(true),
             poller_napping: AtomicBool::new(false),
+            bell: Bell::default(),
         }
     }
 
@@ -196,6 +190,21 @@ impl Context {
     /// queued without a wake-up; [`poll`] wakes the driver once per batch.
     fn push_report(&self, generation: u64, event: TransportEvent) {
         self.events.push_quietly(generation, event);
+    }
+
+    /// librdkafka queued an event on its empty main queue (called from one
+    /// of librdkafka's threads). If the driver sleeps while records await
+    /// their reports, it is woken to serve them inline at once (should its
+    /// executor be stalled, the poll thread serves them after
+    /// [`INLINE_ACTIVE`]); otherwise the poll thread is woken if it waits
+    /// for the bell.
+    pub(crate) fn on_queue_event(&self) {
+        if self.handed_over.load(Ordering::Acquire) && self.outstanding.load(Ordering::Acquire) > 0
+        {
+            self.events.wake_owner();
+        } else {
+            self.bell.ring();
+        }
     }
 
     fn set_last_error(&self, reason: String) {
@@ -751,6 +760,9 @@ impl Client {
 
     fn stop_poller(&mut self) {
         self.stop.store(true, Ordering::Release);
+        if let Some(h) = &self.poller {
+            h.thread().unpark();
+        }
         if let Some(h) = self.poller.take()
             && h.join().is_err()
         {
@@ -769,21 +781,31 @@ impl Drop for Client {
 /// inline while it runs (see [`Client::poll_inline`]). This thread covers
 /// the rest:
 ///
-/// * the driver is idle and records await their reports: it nudges the
-///   driver (wakes it to poll inline) after [`NUDGE_MIN`], then at doubling
-///   intervals up to [`NUDGE_MAX`], rather than serving the reports itself;
+/// * the driver is idle and records await their reports: once librdkafka
+///   has queued events, it nudges the driver (wakes it to poll inline)
+///   after [`NUDGE_MIN`], then at doubling intervals up to [`NUDGE_MAX`],
+///   rather than serving the reports itself; while nothing is queued (all
+///   through an outage, say) it sleeps until librdkafka rings its [`Bell`];
 /// * the driver is idle and no record awaits a report (errors, statistics,
 ///   a cluster going down while idle), or the driver has not polled for
 ///   [`INLINE_ACTIVE`] (its executor is stalled): it serves librdkafka's
-///   events itself;
+///   events itself, then sleeps until the bell rings;
 /// * otherwise (the driver is busy and polls inline) it naps.
+///
+/// It never calls `poll` with a timeout: rdkafka's waits round down to
+/// whole milliseconds and end in a busy loop (see [`crate::bell`]).
 fn run_poller(producer: &RdProducer, stop: &AtomicBool) {
     ON_POLL_THREAD.with(|on| on.set(true));
     let ctx = producer.context();
+    let Some(queue) = MainQueue::new(producer) else {
+        warn!("librdkafka gave no handle on its event queue; the poll thread polls every 100 ms");
+        while !stop.load(Ordering::Acquire) {
+            poll(producer, POLL_INTERVAL);
+        }
+        return;
+    };
     let active = micros(INLINE_ACTIVE);
-    let long_idle = micros(LONG_IDLE);
     let mut nudge = NUDGE_MIN;
-    let mut slice = POLL_SLICE;
     let mut reports_seen = 0;
     let mut nudged_at = 0;
     while !stop.load(Ordering::Acquire) {
@@ -792,26 +814,29 @@ fn run_poller(producer: &RdProducer, stop: &AtomicBool) {
         let idle = ctx.handed_over.load(Ordering::Acquire);
         let outstanding = ctx.outstanding.load(Ordering::Acquire);
         if since >= active || (idle && outstanding == 0) {
-            poll(producer, slice);
-            let cap = if since < long_idle {
-                POLL_SLICE_MAX
-            } else {
-                POLL_INTERVAL
-            };
-            slice = (slice * 2).min(cap);
+            // Nobody else serves librdkafka's events: serve what is queued,
+            // then sleep until librdkafka queues more.
+            serve(producer, &queue);
+            ctx.bell.wait(&queue, POLL_INTERVAL);
             continue;
         }
-        slice = POLL_SLICE;
         let reports = ctx.counters.reports();
         if reports != reports_seen {
             reports_seen = reports;
             nudge = NUDGE_MIN; // reports came in: the next ones may be close
         }
         if idle {
-            // Counted from the driver's last inline poll or the last
-            // nudge, whichever is later. A stray unpark (the driver went
-            // idle just as this thread stopped napping) must not cut the
-            // wait short, or the two would ping-pong.
+            if queue.len() == 0 {
+                // Records await their reports and none is queued yet (for
+                // the whole of an outage, say): sleep until one is.
+                ctx.bell.wait(&queue, POLL_INTERVAL);
+                continue;
+            }
+            // Something is queued: wake the driver to serve it inline,
+            // counted from its last inline poll or the last nudge,
+            // whichever is later. A stray unpark (the driver went idle just
+            // as this thread stopped napping) must not cut the wait short,
+            // or the two would ping-pong.
             let due = polled_at.max(nudged_at) + micros(nudge);
             let until =
                 std::time::Instant::now() + Duration::from_micros(due.saturating_sub(mono_us()));
@@ -834,6 +859,17 @@ fn run_poller(producer: &RdProducer, stop: &AtomicBool) {
             }
             ctx.poller_napping.store(false, Ordering::Release);
         }
+    }
+}
+
+/// Serves every event queued on the producer's main queue, without waiting
+/// (a zero-timeout `poll` serves one event and never spins).
+fn serve(producer: &RdProducer, queue: &MainQueue) {
+    for _ in 0..SERVE_BATCH {
+        if queue.len() == 0 {
+            break;
+        }
+        poll(producer, Duration::ZERO);
     }
 }
 

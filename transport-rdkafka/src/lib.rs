@@ -101,6 +101,7 @@
 //! authentication, TLS, authorization and configuration problems, and
 //! fatal errors.
 
+mod bell;
 mod classify;
 mod client;
 mod config;
