@@ -233,8 +233,23 @@ impl Config {
     /// # Errors
     ///
     /// [`ConfigError::Invalid`] naming `connect_timeout` when it is not
-    /// longer than the transport's connect probe.
+    /// longer than the transport's connect probe, or `ack_timeout` when it
+    /// is not longer than the transport's wait for an unknown topic.
     pub fn with_transport_limits(mut self, limits: TransportLimits) -> Result<Self, ConfigError> {
+        if let Some(wait) = limits.unknown_topic_after
+            && self.ack_timeout <= wait
+        {
+            return Err(ConfigError::Invalid {
+                field: "ack_timeout",
+                reason: format!(
+                    "must be longer than the transport's wait for an unknown topic ({wait:?}), \
+                     or a record for a topic that does not exist would make every session \
+                     look hung and never settle (got {:?}); raise ack_timeout or lower the \
+                     transport's wait (librdkafka: topic.metadata.propagation.max.ms)",
+                    self.ack_timeout
+                ),
+            });
+        }
         if let Some(probe) = limits.connect_probe
             && self.connect_timeout <= probe
         {

@@ -170,6 +170,11 @@ pub struct TransportLimits {
     /// may take: the core's `connect_timeout` must be longer, or every
     /// connect would time out before the transport could report it.
     pub connect_probe: Option<Duration>,
+    /// How long the transport waits for a topic to appear in the cluster's
+    /// metadata before it fails that topic's records as unknown: the core's
+    /// `ack_timeout` must be longer, or the session would be given up as
+    /// hung first, again and again, and the records never settle.
+    pub unknown_topic_after: Option<Duration>,
 }
 
 impl TransportLimits {
@@ -189,6 +194,13 @@ impl TransportLimits {
     #[must_use]
     pub fn with_connect_probe(mut self, timeout: Duration) -> Self {
         self.connect_probe = Some(timeout);
+        self
+    }
+
+    /// Sets [`TransportLimits::unknown_topic_after`].
+    #[must_use]
+    pub fn with_unknown_topic_after(mut self, wait: Duration) -> Self {
+        self.unknown_topic_after = Some(wait);
         self
     }
 }

@@ -70,6 +70,7 @@ impl Service {
     fn start(name: &'static str, bootstrap: &str, extra: &[(&str, &str)], config: Config) -> Self {
         let mut rd = RdkafkaConfig::new(bootstrap)
             .set("socket.timeout.ms", "5000")
+            .set("topic.metadata.propagation.max.ms", "5000") // below ack_timeout
             .probe_timeout(Duration::from_secs(4)); // below connect_timeout
         for (k, v) in extra {
             rd = rd.set(*k, *v);

@@ -86,6 +86,7 @@ fn is_overridden(name: &str, value: &str) -> bool {
 /// | `linger.ms` | `5` | batches fill at high rates while a lone record waits at most 5 ms |
 /// | `message.timeout.ms` | `0` (infinite, always) | librdkafka never expires a record on its own; see below |
 /// | `reconnect.backoff.ms` / `reconnect.backoff.max.ms` | `100` / `1000` | once the broker is back, librdkafka's own reconnect finds it within a second (its default cap is 10 s); librdkafka jitters these |
+/// | `topic.metadata.propagation.max.ms` | `10000` | a record for a topic the cluster does not have fails as `UnknownTopic` (dead-lettered) after 10 s; it must stay below the core's `ack_timeout` (checked when the producer starts), or the session would be given up as hung first, again and again |
 /// | `partitioner` | `murmur2_random` | a keyed record goes to the partition Kafka's Java client (and kafka-python) would pick: `(murmur2(key) & 0x7fffffff) % partitions`; keyless records go to a random partition. librdkafka's own default (`consistent_random`, CRC32) would put a key elsewhere than a Java service producing the same key |
 /// | `client.id` | `robust-producer` | |
 ///
@@ -181,6 +182,7 @@ impl RdkafkaConfig {
             ("message.timeout.ms", "0"),
             ("reconnect.backoff.ms", "100"),
             ("reconnect.backoff.max.ms", "1000"),
+            ("topic.metadata.propagation.max.ms", "10000"),
             ("partitioner", DEFAULT_PARTITIONER),
             ("client.id", "robust-producer"),
         ] {
@@ -269,6 +271,17 @@ impl RdkafkaConfig {
         self.get("message.max.bytes")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES)
+    }
+
+    /// How long librdkafka waits for an unknown topic to appear in the
+    /// metadata before it fails its records (`topic.metadata.propagation.max.ms`,
+    /// librdkafka's default 30 s when unset or not a number).
+    pub(crate) fn unknown_topic_after(&self) -> Duration {
+        let ms = self
+            .get("topic.metadata.propagation.max.ms")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(30_000);
+        Duration::from_millis(ms)
     }
 
     pub(crate) fn probe_topic_value(&self) -> Option<&str> {

@@ -227,11 +227,14 @@ impl Transport for RdkafkaTransport {
     /// size the core computes (key, value, headers and the record's
     /// framing); `connect_probe`: the
     /// [`probe_timeout`](RdkafkaConfig::probe_timeout), which the core's
-    /// `connect_timeout` must exceed.
+    /// `connect_timeout` must exceed; `unknown_topic_after`:
+    /// `topic.metadata.propagation.max.ms`, which the core's `ack_timeout`
+    /// must exceed.
     fn limits(&self) -> TransportLimits {
         TransportLimits::new()
             .with_max_wire_bytes(self.config.message_max_bytes())
             .with_connect_probe(self.config.probe_timeout_value())
+            .with_unknown_topic_after(self.config.unknown_topic_after())
     }
 
     async fn close(&mut self, timeout: Duration) {

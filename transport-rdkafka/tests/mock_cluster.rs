@@ -310,7 +310,9 @@ async fn outage_longer_than_message_timeout() {
         .seed(5)
         .build()
         .expect("config");
-    let config = transport_config(&cluster).set("message.timeout.ms", "1000");
+    let config = transport_config(&cluster)
+        .set("message.timeout.ms", "1000")
+        .set("topic.metadata.propagation.max.ms", "500"); // below ack_timeout
     assert_eq!(config.overridden(), [("message.timeout.ms", "1000")]);
     let under = Under::start(config, core);
     const N: u64 = 30_000;
@@ -493,6 +495,7 @@ async fn hung_broker_recovers() {
     let cluster = Cluster::new(1);
     let config = transport_config(&cluster)
         .set("socket.timeout.ms", "1000")
+        .set("topic.metadata.propagation.max.ms", "1000") // below ack_timeout
         .probe_timeout(Duration::from_millis(800));
     let core = Config::builder()
         .max_queued_records(200_000)
