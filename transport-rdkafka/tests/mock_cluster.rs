@@ -568,8 +568,13 @@ async fn busy_driver_serves_delivery_reports_on_its_own_thread() {
         "reports served by the poll thread: {} of {N}",
         m.reports_by_poll_thread
     );
+    // The driver serves the reports of the records it sends. The poll
+    // thread takes over only while the driver's executor has not polled for
+    // 100 ms: rare on a quiet machine; 5.5% of them once, with both cores
+    // loaded by two other builds and stress-ng. A transport whose poll thread served
+    // the reports of a busy driver would serve most of them.
     assert!(
-        m.reports_by_poll_thread <= N / 20,
+        m.reports_by_poll_thread <= N / 4,
         "the poll thread served {} of {N} delivery reports: {m:?}",
         m.reports_by_poll_thread
     );
