@@ -308,7 +308,12 @@ impl Sim {
             }
             Op::IsolateBatch { partition } => {
                 let failed: Vec<_> = self.lanes[partition].drain(..).collect();
-                let alone = failed.len() == 1 && self.lanes.iter().all(VecDeque::is_empty);
+                // Alone in a session the machine still holds up: after it
+                // gave the session up (a hang, say), a late failure is stale
+                // and the record is simply sent alone again.
+                let alone = failed.len() == 1
+                    && self.lanes.iter().all(VecDeque::is_empty)
+                    && self.state.is_connected();
                 for id in failed {
                     if alone && self.isolated.remove(&id) {
                         // Refused again on its own: it is the bad one.
