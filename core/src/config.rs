@@ -10,7 +10,7 @@
 //! | `overflow` | `Block { timeout: 1 s }` | what `send` does when the queue is full |
 //! | `max_in_flight` | 10 000 | records handed to the transport and not yet acknowledged |
 //! | `connect_timeout` | 10 s | a connect attempt with no outcome by then counts as failed |
-//! | `ack_timeout` | 30 s | records in flight and no acknowledgement at all for this long: the link is hung, reconnect |
+//! | `ack_timeout` | 30 s | records in flight and no report at all (acknowledgement or failure) for this long: the session is hung, reconnect and resend. A session that is receiving acknowledgements is kept however old its oldest record in flight; only one record unacknowledged for 10 times this (`LOST_ACK_FACTOR`) while others are acknowledged ends it (a lost acknowledgement) |
 //! | `backoff` | 100 ms × 2, cap 2 s, jitter 0.5 | delays between reconnects and between retries of a failed record |
 //! | `health` | see [`HealthConfig`] | thresholds of the health verdict |
 //! | `service_name` | `unknown-service` | the `producer` field of event envelopes |

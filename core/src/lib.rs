@@ -98,7 +98,7 @@ pub use config::{
 pub use driver::*;
 pub use event::{Command, EnqueueError, Event};
 pub use headers::Headers;
-pub use machine::{BACKPRESSURE_PAUSE, Machine};
+pub use machine::{BACKPRESSURE_PAUSE, LOST_ACK_FACTOR, Machine};
 pub use record::{Bytes, Header, Record, RecordId};
 pub use record_bytes::IntoRecordBytes;
 pub use spool::{DurableError, Room, SPOOL_CLOSE_GRACE, Spool, SpoolSignal};

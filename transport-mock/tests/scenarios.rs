@@ -348,6 +348,36 @@ async fn lost_acks_duplicate_only_unacknowledged_records() {
     assert_eq!(s.producer.stats().link_losses, 1);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_session_receiving_acks_is_kept_while_one_ack_is_lost() {
+    let broker = broker();
+    broker.lose_acks(Matcher::any().skip(10).times(1));
+    let mut s = Scenario::start(broker.transport(), config());
+    // 20 s of steady traffic, well past the 3 s ack_timeout, while record
+    // #11's acknowledgement never comes.
+    for n in 0..2_000 {
+        s.send(event(n, 10)).await;
+        sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        s.producer.stats().link_losses,
+        0,
+        "{:?}",
+        s.producer.stats()
+    );
+    assert!(broker.duplicates().is_empty(), "nothing was resent");
+    // Only the lost-ack backstop (10 x ack_timeout) ends the session; the
+    // one record is resent and stored twice.
+    s.producer
+        .flush(Duration::from_secs(60))
+        .await
+        .expect("flushed");
+    let outcomes = s.outcomes().await;
+    assert_all_delivered(&broker, &s.sent, &outcomes);
+    assert_eq!(assert_log(&broker, &s.sent).duplicates, 1);
+    assert_eq!(s.producer.stats().link_losses, 1);
+}
+
 // ----- 6. permanent rejections ---------------------------------------------------
 
 #[tokio::test(start_paused = true)]

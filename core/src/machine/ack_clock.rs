@@ -4,7 +4,8 @@
 //!
 //! A record whose acknowledgement is lost would otherwise stay in flight
 //! while newer records keep being acknowledged; with this clock it is noticed
-//! `ack_timeout` (plus at most one bucket width) after its hand-off.
+//! [`LOST_ACK_FACTOR`](super::LOST_ACK_FACTOR) times `ack_timeout` (plus at
+//! most one bucket width) after its hand-off.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

@@ -30,6 +30,11 @@ use queue::{Held, RecordQueue};
 /// [`TransportEvent::Ready`] or after this pause, whichever comes first.
 pub const BACKPRESSURE_PAUSE: Duration = Duration::from_millis(10);
 
+/// A session that keeps receiving acknowledgements is kept, yet one record
+/// unacknowledged for this many times `ack_timeout` means its
+/// acknowledgement was lost: the session is given up and the record resent.
+pub const LOST_ACK_FACTOR: u32 = 10;
+
 /// The private state: each variant carries only the data valid in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Link {
@@ -115,6 +120,10 @@ pub struct Machine {
     /// After a retriable failure, resend only once nothing is in flight, so
     /// that failures not yet reported go back in order first.
     quiesce: bool,
+    /// When flight last moved: a report (acknowledgement or failure) for an
+    /// in-flight record, or a send into an empty flight. The session is hung
+    /// when records are in flight and this is `ack_timeout` old.
+    flight_moved: Instant,
     /// Shutdown deadline, once shutdown was asked for.
     closing: Option<Instant>,
     /// Records up to this id must settle before Draining becomes Connected.
@@ -156,6 +165,7 @@ impl Machine {
             retry_hold: None,
             backpressure_until: None,
             quiesce: false,
+            flight_moved: now,
             closing: None,
             drain_target: None,
             commands: VecDeque::new(),
@@ -441,11 +451,20 @@ impl Machine {
                 self.step(Input::ConnectFailed(reason), now);
             }
             Link::Connected | Link::Draining if self.ack_deadline().is_some_and(|t| t <= now) => {
-                let reason = format!(
-                    "no acknowledgement for {:?} with {} records in flight",
-                    self.config.ack_timeout(),
-                    self.queue.in_flight_len()
-                );
+                let reason = if self.flight_silent_since(now) {
+                    format!(
+                        "no acknowledgement for {:?} with {} records in flight",
+                        self.config.ack_timeout(),
+                        self.queue.in_flight_len()
+                    )
+                } else {
+                    format!(
+                        "a record in flight unacknowledged for {:?} while others were \
+                         acknowledged ({} records in flight)",
+                        self.lost_ack_timeout(),
+                        self.queue.in_flight_len()
+                    )
+                };
                 self.step(Input::LinkLost(reason), now);
             }
             _ => {}
@@ -507,6 +526,7 @@ impl Machine {
         }
         if self.queue.in_flight_len() == 0 {
             self.quiesce = false;
+            self.flight_moved = now;
         }
         if !self.isolate.is_empty()
             && let Some(next) = self.queue.next_waiting_id()
@@ -682,6 +702,7 @@ impl Machine {
             trace!(id = %ack.id, "acknowledgement for a record no longer held");
             return;
         }
+        self.flight_moved = now;
         trace!(id = %ack.id, "delivered");
         if self.solo == Some(ack.id) {
             self.solo = None;
@@ -702,6 +723,9 @@ impl Machine {
     }
 
     fn on_failed(&mut self, id: RecordId, error: TransportError, now: Instant) {
+        if self.queue.get(id).is_some() {
+            self.flight_moved = now;
+        }
         let was_solo = self.solo == Some(id);
         if was_solo {
             self.solo = None;
@@ -834,10 +858,26 @@ impl Machine {
             && self.backpressure_until.is_none_or(|t| t <= now)
     }
 
+    /// When the session counts as hung, while records are in flight: no
+    /// report for `ack_timeout`, or one record unacknowledged for
+    /// [`Machine::lost_ack_timeout`] while others keep being acknowledged
+    /// (an acknowledgement lost by the transport).
     fn ack_deadline(&self) -> Option<Instant> {
-        self.queue
-            .oldest_hand_off()
-            .map(|t| deadline_after(t, self.config.ack_timeout()))
+        let oldest = self.queue.oldest_hand_off()?;
+        let silent = deadline_after(self.flight_moved, self.config.ack_timeout());
+        let lost = deadline_after(oldest, self.lost_ack_timeout());
+        Some(silent.min(lost))
+    }
+
+    /// True when no report arrived for `ack_timeout` up to `now`.
+    fn flight_silent_since(&self, now: Instant) -> bool {
+        deadline_after(self.flight_moved, self.config.ack_timeout()) <= now
+    }
+
+    /// How long one record may stay unacknowledged while others are
+    /// acknowledged: [`LOST_ACK_FACTOR`] times `ack_timeout`.
+    fn lost_ack_timeout(&self) -> Duration {
+        self.config.ack_timeout().saturating_mul(LOST_ACK_FACTOR)
     }
 }
 
