@@ -88,7 +88,10 @@ impl Default for BackoffConfig {
 /// `unhealthy_queue_fill` full, or its oldest record waited
 /// `unhealthy_oldest_age`. Otherwise it is `Degraded` when the producer is
 /// not connected, or the queue is at least `degraded_queue_fill` full, or its
-/// oldest record waited `degraded_oldest_age`. Otherwise `Healthy`.
+/// oldest record waited `degraded_oldest_age`, or the transport reports that
+/// the cluster holds records back ([`Stats::stalled`](crate::Stats::stalled),
+/// for example replicas missing). Otherwise `Healthy`. Every reason that
+/// applies is listed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthConfig {
     /// Not connected for this long: unhealthy. Default 60 s.

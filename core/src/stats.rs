@@ -47,6 +47,10 @@ pub struct Stats {
     pub link_losses: u64,
     /// The most recent error, if any.
     pub last_error: Option<String>,
+    /// Why the cluster holds records back, as the transport reported it
+    /// ([`TransportEvent::Stalled`](crate::TransportEvent::Stalled)); cleared by
+    /// the next acknowledgement or the end of the session.
+    pub stalled: Option<String>,
 }
 
 /// The overall verdict.
@@ -96,6 +100,11 @@ impl Health {
             } else {
                 degraded.push(format!("not connected ({:?}) for {down:?}", stats.state));
             }
+        }
+        if let Some(why) = &stats.stalled
+            && stats.in_flight > 0
+        {
+            degraded.push(format!("the cluster holds records back: {why}"));
         }
         if fill >= rules.unhealthy_queue_fill {
             unhealthy.push(format!("queue {:.0}% full", fill * 100.0));

@@ -228,6 +228,15 @@ pub enum TransportEvent {
     },
     /// Room is back after an [`ErrorClass::Backpressure`] failure.
     Ready,
+    /// The cluster answers but holds records back, and says why (for
+    /// example: partitions with fewer in-sync replicas than the topic's
+    /// `min.insync.replicas`). The records stay in flight; the reason shows
+    /// in [`Stats::stalled`](crate::Stats::stalled) and in the health
+    /// verdict until the next acknowledgement or the end of the session.
+    /// It counts as a report: a session whose wait is explained is not hung
+    /// (see `ack_timeout`). Report it again, at most every few seconds,
+    /// while it lasts.
+    Stalled(String),
 }
 
 /// A Kafka client as the core sees it. See the [module docs](self) for the

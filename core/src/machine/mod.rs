@@ -132,6 +132,9 @@ pub struct Machine {
     events: VecDeque<Event>,
     counters: Counters,
     last_error: Option<String>,
+    /// What the transport last said holds records back, until the next
+    /// acknowledgement or the end of the session.
+    stalled: Option<String>,
     /// The topic of the last record accepted: records sharing its `Arc`
     /// (the usual case) skip the name check.
     valid_topic: Option<Arc<str>>,
@@ -172,6 +175,7 @@ impl Machine {
             events: VecDeque::new(),
             counters: Counters::default(),
             last_error: None,
+            stalled: None,
             valid_topic: None,
             isolate: BTreeSet::new(),
             solo: None,
@@ -253,6 +257,7 @@ impl Machine {
             reconnect_attempts: c.reconnect_attempts,
             link_losses: c.link_losses,
             last_error: self.last_error.clone(),
+            stalled: self.stalled.clone(),
         }
     }
 
@@ -419,6 +424,13 @@ impl Machine {
             TransportEvent::Delivered(ack) => self.on_delivered(ack, now),
             TransportEvent::Failed { id, error } => self.on_failed(id, error, now),
             TransportEvent::Ready => self.backpressure_until = None,
+            TransportEvent::Stalled(reason) => {
+                if self.link.is_up() && self.queue.in_flight_len() > 0 {
+                    // An explained wait is not a hang.
+                    self.flight_moved = now;
+                    self.stalled = Some(reason);
+                }
+            }
         }
     }
 
@@ -646,6 +658,7 @@ impl Machine {
 
     fn disconnected(&mut self, now: Instant) -> Link {
         self.reset_backoff_on_ack = false;
+        self.stalled = None;
         let delay = self.reconnect.next().unwrap_or(self.config.backoff().max);
         debug!(?delay, "reconnect scheduled");
         Link::Disconnected {
@@ -703,6 +716,7 @@ impl Machine {
             return;
         }
         self.flight_moved = now;
+        self.stalled = None;
         trace!(id = %ack.id, "delivered");
         if self.solo == Some(ack.id) {
             self.solo = None;

@@ -563,3 +563,29 @@ fn a_record_waiting_to_go_alone_is_dead_lettered_once_a_later_record_of_its_key_
     assert_eq!(commands(&mut m, t0).1, Vec::<u64>::new(), "nothing resent");
     assert_eq!(m.held_records(), 0);
 }
+
+#[test]
+fn a_stall_the_transport_explains_is_not_a_hang_and_shows_in_health() {
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    let mut m = connected(t0);
+    let id = m.enqueue(record("a"), t0).unwrap();
+    let _ = commands(&mut m, t0);
+    let why = "orders/3: 1 of 3 replicas in sync";
+    for n in 1..=4 {
+        m.handle_transport(TransportEvent::Stalled(why.to_owned()), t0 + s(4 * n));
+    }
+    m.handle_timeout(t0 + s(18));
+    assert_eq!(m.state(), State::Connected, "the wait was explained");
+    assert_eq!(m.stats(t0 + s(18)).stalled.as_deref(), Some(why));
+    let health = m.health(t0 + s(18));
+    assert_eq!(health.verdict, crate::Verdict::Degraded);
+    assert!(health.reasons.iter().any(|r| r.contains(why)), "{health:?}");
+    m.handle_transport(TransportEvent::Delivered(Ack::new(id)), t0 + s(19));
+    assert_eq!(m.stats(t0 + s(19)).stalled, None);
+    // Unexplained silence is still a hang.
+    m.enqueue(record("b"), t0 + s(20)).unwrap();
+    let _ = commands(&mut m, t0 + s(20));
+    m.handle_timeout(t0 + s(25));
+    assert_eq!(m.state(), State::Disconnected);
+}
