@@ -39,6 +39,7 @@ use crate::events::EventQueue;
 use crate::logs::{OutageLog, Severity, severity};
 use crate::metrics::Counters;
 use crate::produce::{Destination, TopicHandle, produce};
+use crate::stall::{StallClock, StallWatch};
 
 /// The longest the poll thread sleeps between two looks at librdkafka's
 /// event queue when nothing rings its [`Bell`]: a safety net, and the
@@ -155,6 +156,8 @@ pub(crate) struct Context {
     poller_napping: AtomicBool,
     /// Rung by librdkafka when it queues an event: wakes the poll thread.
     pub(crate) bell: Bell,
+    /// The topics sent to, for [`crate::stall`]'s checks.
+    pub(crate) stall: StallWatch,
 }
 
 impl Context {
@@ -175,11 +178,34 @@ impl Context {
             handed_over: AtomicBool::new(true),
             poller_napping: AtomicBool::new(false),
             bell: Bell::default(),
+            stall: StallWatch::default(),
         }
     }
 
-    fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         generation_of(self.session.load(Ordering::Acquire))
+    }
+
+    /// Delivery reports received (acknowledgements and failures).
+    pub(crate) fn reports(&self) -> u64 {
+        self.counters.reports()
+    }
+
+    /// Records handed off and not yet reported.
+    pub(crate) fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Acquire)
+    }
+
+    /// The producer itself, while it exists.
+    pub(crate) fn producer_arc(&self) -> Option<Arc<RdProducer>> {
+        self.producer.get().and_then(Weak::upgrade)
+    }
+
+    /// Reports why records wait, if session `generation` is still up.
+    pub(crate) fn report_stall(&self, generation: u64, event: TransportEvent) {
+        if self.session.load(Ordering::Acquire) == pack(generation, UP) {
+            self.push(generation, event);
+        }
     }
 
     fn push(&self, generation: u64, event: TransportEvent) {
@@ -681,6 +707,7 @@ impl Client {
             return None;
         }
         topics.push(TopicHandle::new(&self.producer, topic)?);
+        self.context().stall.sending_to(topic);
         Some(topics.len() - 1)
     }
 
@@ -799,7 +826,9 @@ fn run_poller(producer: &RdProducer, stop: &AtomicBool) {
     let ctx = producer.context();
     let Some(queue) = MainQueue::new(producer) else {
         warn!("librdkafka gave no handle on its event queue; the poll thread polls every 100 ms");
+        let mut stall = StallClock::default();
         while !stop.load(Ordering::Acquire) {
+            stall.tick(producer);
             poll(producer, POLL_INTERVAL);
         }
         return;
@@ -808,7 +837,9 @@ fn run_poller(producer: &RdProducer, stop: &AtomicBool) {
     let mut nudge = NUDGE_MIN;
     let mut reports_seen = 0;
     let mut nudged_at = 0;
+    let mut stall = StallClock::default();
     while !stop.load(Ordering::Acquire) {
+        stall.tick(producer);
         let polled_at = ctx.inline_polled_at.load(Ordering::Relaxed);
         let since = mono_us().saturating_sub(polled_at);
         let idle = ctx.handed_over.load(Ordering::Acquire);

@@ -110,6 +110,7 @@ mod events;
 mod logs;
 mod metrics;
 mod produce;
+mod stall;
 mod transport;
 
 pub use config::{
