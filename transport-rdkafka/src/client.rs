@@ -143,6 +143,14 @@ pub(crate) struct Context {
     last_error: Mutex<Option<String>>,
     /// librdkafka reported every broker down since a session last came up.
     all_down: AtomicBool,
+    /// `generation + 1` of the session whose "all brokers down" is being
+    /// confirmed (see [`Context::confirm_all_down`]), 0 when none is.
+    confirming: AtomicU64,
+    /// How long the confirmation may wait for a broker to answer: the
+    /// probe timeout.
+    confirm_timeout: Duration,
+    /// The topic whose metadata the probe and the confirmation fetch.
+    probe_topic: Option<String>,
     /// Whether an outage signal is news (`warn`) or a repeat (`info`);
     /// shared by the transport's producers.
     outage_log: Arc<OutageLog>,
@@ -161,7 +169,12 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    fn new(events: Arc<EventQueue>, counters: Arc<Counters>, outage_log: Arc<OutageLog>) -> Self {
+    fn new(
+        config: &RdkafkaConfig,
+        events: Arc<EventQueue>,
+        counters: Arc<Counters>,
+        outage_log: Arc<OutageLog>,
+    ) -> Self {
         Self {
             events,
             counters,
@@ -173,6 +186,9 @@ impl Context {
             producer: OnceLock::new(),
             last_error: Mutex::new(None),
             all_down: AtomicBool::new(false),
+            confirming: AtomicU64::new(0),
+            confirm_timeout: config.probe_timeout_value(),
+            probe_topic: config.probe_topic_value().map(str::to_owned),
             outage_log,
             inline_polled_at: AtomicU64::new(0),
             handed_over: AtomicBool::new(true),
@@ -290,9 +306,15 @@ impl Context {
     /// `purge`, also discards what librdkafka still queues, if anything (the
     /// core will resend it), which poisons the producer.
     fn end_session(&self, reason: String, purge: bool) {
+        self.end_session_of(None, reason, purge);
+    }
+
+    /// [`Self::end_session`], only if the current session is `generation`
+    /// (any session when `None`).
+    fn end_session_of(&self, generation: Option<u64>, reason: String, purge: bool) {
         let mut word = self.session.load(Ordering::Acquire);
         loop {
-            if phase_of(word) != UP {
+            if phase_of(word) != UP || generation.is_some_and(|g| g != generation_of(word)) {
                 return;
             }
             let down = pack(generation_of(word), DOWN);
@@ -314,6 +336,45 @@ impl Context {
             self.purge_queue();
         }
         self.push(generation_of(word), TransportEvent::LinkLost(reason));
+    }
+
+    /// librdkafka reported every broker it knows down. That is not yet an
+    /// unreachable cluster: since librdkafka 2.10 a client knows only the
+    /// brokers its last metadata listed (a cluster lists only live brokers,
+    /// so a client that started while one broker answered knows that one
+    /// until its next refresh), and with this signal librdkafka
+    /// re-bootstraps from `bootstrap.servers` (`metadata.recovery.strategy`
+    /// `rebootstrap`, its default). So the session is given up only if no
+    /// broker answers a metadata request within the probe timeout; if one
+    /// does, librdkafka carries on with its queue, in order, and nothing is
+    /// resent. Runs the request on a thread of its own; one per session.
+    fn confirm_all_down(&self, reason: String) {
+        let word = self.session.load(Ordering::Acquire);
+        if phase_of(word) != UP {
+            return;
+        }
+        let generation = generation_of(word);
+        let mark = generation + 1;
+        if self.confirming.swap(mark, Ordering::AcqRel) == mark {
+            return; // this session's confirmation is under way
+        }
+        let Some(producer) = self.producer.get().and_then(Weak::upgrade) else {
+            self.end_session_of(Some(generation), reason, true);
+            return;
+        };
+        let timeout = self.confirm_timeout;
+        let topic = self.probe_topic.clone();
+        let why = reason.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("rdkafka-confirm-{generation}"))
+            .spawn(move || confirm_down(&producer, generation, timeout, topic.as_deref(), why));
+        if let Err(e) = spawned {
+            warn!(error = %e, "cannot start a thread to confirm that every broker is down");
+            let _ = self
+                .confirming
+                .compare_exchange(mark, 0, Ordering::AcqRel, Ordering::Acquire);
+            self.end_session_of(Some(generation), reason, true);
+        }
     }
 
     /// Discards the records librdkafka has not sent yet, without blocking
@@ -381,8 +442,11 @@ impl ClientContext for Context {
             Some(RDKafkaErrorCode::AllBrokersDown) => {
                 // Kept apart from `last_error`, which says why they are down.
                 self.all_down.store(true, Ordering::Release);
+                self.counters
+                    .all_brokers_down
+                    .fetch_add(1, Ordering::Relaxed);
                 self.log_outage("all kafka brokers are down", reason);
-                self.end_session(format!("all brokers down: {reason}"), true);
+                self.confirm_all_down(format!("all brokers down: {reason}"));
             }
             Some(RDKafkaErrorCode::Fatal) => {
                 if !self.check_fatal() {
@@ -540,7 +604,7 @@ impl Client {
         counters: Arc<Counters>,
         outage_log: Arc<OutageLog>,
     ) -> Result<Self, Error> {
-        let context = Context::new(events, Arc::clone(&counters), outage_log);
+        let context = Context::new(config, events, Arc::clone(&counters), outage_log);
         let producer: RdProducer = config
             .client_config()
             .create_with_context(context)
@@ -902,6 +966,44 @@ fn serve(producer: &RdProducer, queue: &MainQueue) {
         }
         poll(producer, Duration::ZERO);
     }
+}
+
+/// Confirms that every broker is down for session `generation` (see
+/// [`Context::confirm_all_down`]): a broker answering a metadata request
+/// within `timeout` keeps the session; otherwise it ends, with `reason`.
+fn confirm_down(
+    producer: &RdProducer,
+    generation: u64,
+    timeout: Duration,
+    topic: Option<&str>,
+    reason: String,
+) {
+    let ctx = producer.context();
+    let outcome = producer.client().fetch_metadata(topic, timeout);
+    let _ = ctx
+        .confirming
+        .compare_exchange(generation + 1, 0, Ordering::AcqRel, Ordering::Acquire);
+    let failure = match outcome {
+        Ok(md) if !md.brokers().is_empty() => {
+            if ctx.generation() == generation {
+                info!(
+                    brokers = md.brokers().len(),
+                    "kafka reachable again after every known broker went down \
+                     (librdkafka re-bootstrapped); the session goes on"
+                );
+                ctx.forget_errors();
+            }
+            return;
+        }
+        Ok(_) => "metadata lists no brokers".to_owned(),
+        Err(e) => match e.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::OperationTimedOut) => {
+                format!("no broker answered within {}", seconds(timeout))
+            }
+            _ => format!("no broker answered: {e}"),
+        },
+    };
+    ctx.end_session_of(Some(generation), format!("{reason}; {failure}"), true);
 }
 
 /// The probe: fetches metadata, then reports the session up or failed.

@@ -124,7 +124,8 @@ fn is_overridden(name: &str, value: &str) -> bool {
 /// retry, so the default is `0`, infinite: librdkafka keeps retrying a
 /// handed-off record, in order, for as long as its session lives. A session
 /// does not live forever when something is wrong: the transport reports a
-/// lost link on `AllBrokersDown`, and the core's `ack_timeout` (30 s by
+/// lost link on `AllBrokersDown` when no broker then answers within the
+/// probe timeout, and the core's `ack_timeout` (30 s by
 /// default) declares a hung link when nothing is acknowledged for that long.
 /// Either way the core reconnects, the transport discards the old
 /// session's queue, and the core resends every unacknowledged record, in

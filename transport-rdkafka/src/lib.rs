@@ -69,7 +69,7 @@
 //! | `MSG_SIZE_TOO_LARGE`, `MESSAGE_BATCH_TOO_LARGE`, `INVALID_MSG_SIZE`, `INVALID_RECORD`, `TOPIC_AUTHORIZATION_FAILED`, `INVALID_TOPIC`, `UNKNOWN_TOPIC_OR_PART`, `_UNKNOWN_TOPIC`, `_UNKNOWN_PARTITION`, `POLICY_VIOLATION`, `UNSUPPORTED_FOR_MESSAGE_FORMAT`, `INVALID_REQUIRED_ACKS`, `INVALID_TIMESTAMP`, `_BAD_MSG`, `_INVALID_ARG` | Permanent | dead-lettered with librdkafka's words; records behind it flow on |
 //! | `_QUEUE_FULL` (from `send`) | Backpressure | the core pauses sending until `Ready` |
 //! | `_FATAL`, and any error while `fatal_error()` is set; idempotence state errors (`OUT_OF_ORDER_SEQUENCE_NUMBER`, `INVALID_PRODUCER_EPOCH`, `UNKNOWN_PRODUCER_ID`, `INVALID_PRODUCER_ID_MAPPING`, `PRODUCER_FENCED`, `CLUSTER_AUTHORIZATION_FAILED`, `_INCONSISTENT`, `_GAPLESS_GUARANTEE`, `_FENCED`, `_STATE`) | Fatal | `TransportEvent::Fatal`; the next `connect` builds a new producer; the core resends in order |
-//! | `_ALL_BROKERS_DOWN` (error callback) | Link | `TransportEvent::LinkLost` |
+//! | `_ALL_BROKERS_DOWN` (error callback) | Link, once confirmed | `TransportEvent::LinkLost` if no broker then answers a metadata request within the probe timeout; otherwise nothing (librdkafka re-bootstrapped from `bootstrap.servers` and keeps its queue, in order) |
 //! | anything else on a record, for example `_PURGE_*` or errors librdkafka gives up on (`_MSG_TIMED_OUT` and retry exhaustion cannot happen: a finite `message.timeout.ms` and a retry limit are not passed to librdkafka) | Retriable, at session granularity | the session ends with `LinkLost`, so that this record **and every record handed off after it** are resent in order (see [`RdkafkaConfig`]) |
 //!
 //! Success reports become `Delivered(Ack { id, partition, offset })`. The

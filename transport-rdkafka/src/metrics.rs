@@ -13,6 +13,7 @@ pub(crate) struct Counters {
     pub(crate) connected: AtomicU64,
     pub(crate) connect_failed: AtomicU64,
     pub(crate) link_lost: AtomicU64,
+    pub(crate) all_brokers_down: AtomicU64,
     pub(crate) fatal: AtomicU64,
     pub(crate) handed_off: AtomicU64,
     pub(crate) delivered: AtomicU64,
@@ -47,9 +48,15 @@ pub struct MetricsSnapshot {
     pub connected: u64,
     /// Sessions whose metadata probe failed.
     pub connect_failed: u64,
-    /// Sessions ended by a lost link (`AllBrokersDown`, or a record failure
-    /// retried at session granularity).
+    /// Sessions ended by a lost link (every broker down and none answering
+    /// within the probe timeout, or a record failure retried at session
+    /// granularity).
     pub link_lost: u64,
+    /// Times librdkafka reported every broker it knew down. The session
+    /// ends (a lost link) only if no broker then answers within the probe
+    /// timeout: librdkafka re-bootstraps and may reach brokers it did not
+    /// know.
+    pub all_brokers_down: u64,
     /// Fatal errors (`fatal_error()` set, or idempotence state errors).
     pub fatal: u64,
     /// Records handed to librdkafka.
@@ -79,6 +86,7 @@ impl TransportMetrics {
             connected: get(&c.connected),
             connect_failed: get(&c.connect_failed),
             link_lost: get(&c.link_lost),
+            all_brokers_down: get(&c.all_brokers_down),
             fatal: get(&c.fatal),
             handed_off: get(&c.handed_off),
             delivered: get(&c.delivered),
