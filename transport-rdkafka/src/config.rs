@@ -126,7 +126,8 @@ fn is_overridden(name: &str, value: &str) -> bool {
 /// does not live forever when something is wrong: the transport reports a
 /// lost link on `AllBrokersDown` when no broker then answers within the
 /// probe timeout, and the core's `ack_timeout` (30 s by
-/// default) declares a hung link when nothing is acknowledged for that long.
+/// default) declares a hung link when nothing is reported for that long and
+/// the transport cannot say why (see [`TransportEvent::Stalled`](robust_producer::TransportEvent::Stalled)).
 /// Either way the core reconnects, the transport discards the old
 /// session's queue, and the core resends every unacknowledged record, in
 /// order, on a fresh session.
@@ -141,9 +142,11 @@ fn is_overridden(name: &str, value: &str) -> bool {
 /// the next records, which the broker then stores ahead of the expired
 /// record's resend. No record is lost (the core resends it) but per-key order
 /// is: the mock-cluster tests caught exactly this with a one-second
-/// `message.timeout.ms`. To bound how long a record may stay unacknowledged,
-/// use the core's `ack_timeout`: it ends the whole session and the core
-/// resends everything unacknowledged, in order.
+/// `message.timeout.ms`. The core bounds unacknowledged time instead: a
+/// session with no report for its `ack_timeout`, or with one record
+/// unacknowledged for `LOST_ACK_FACTOR` times that while others are
+/// acknowledged, is given up and everything unacknowledged is resent, in
+/// order.
 ///
 /// # `message.max.bytes` and the topic's limit
 ///
