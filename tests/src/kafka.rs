@@ -57,7 +57,7 @@ pub struct Kafka {
     ports: Ports,
 }
 
-fn image_name() -> (String, String) {
+pub(crate) fn image_name() -> (String, String) {
     let name = std::env::var("KAFKA_IMAGE").unwrap_or_else(|_| DEFAULT_IMAGE.to_owned());
     match name.rsplit_once(':') {
         Some((repo, tag)) if !tag.contains('/') => (repo.to_owned(), tag.to_owned()),

@@ -5,6 +5,10 @@
 //!
 //! * [`kafka`]: the broker, started by testcontainers on a fixed host port
 //!   behind a [`proxy::Proxy`]; stop, kill, restart, pause, unpause.
+//! * [`cluster`]: a three-node KRaft cluster on its own Docker network,
+//!   each node behind its own proxy; kill, stop, start, pause, isolate a
+//!   node from its peers, cut the client's path, elect preferred leaders,
+//!   watch leadership move.
 //! * [`proxy`]: a TCP proxy with pass / blackhole / reset modes for
 //!   controllable partitions.
 //! * [`verify`]: an independent rdkafka consumer that reads the topic back
@@ -17,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod kafka;
 pub mod prereq;
 pub mod proxy;

@@ -1,0 +1,282 @@
+//! The three-node cluster harness (`robust_producer_tests::cluster`) proves
+//! itself: start, topic creation, writes with acks=all, a killed leader
+//! replaced (seen by the leader watch), restart, preferred election,
+//! isolation from the peers (out of the ISR, still reachable by clients),
+//! pause of the active controller, heal, and nothing left behind.
+//! Timings are printed (run with `--nocapture`).
+
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+use std::future::Future;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseProducer, FutureProducer, FutureRecord, Producer as _};
+use robust_producer_tests::cluster::{Cluster, ClusterOptions, LeaderWatch};
+use robust_producer_tests::prereq;
+use robust_producer_tests::verify;
+
+/// Runs the body on its own runtime (like `real_kafka.rs`).
+fn scenario<F: Future<Output = ()>>(body: impl FnOnce() -> F) {
+    if prereq::skip() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(body());
+}
+
+/// Produces `n` keyed records with acks=all; every one must be acknowledged.
+async fn produce(bootstrap: &str, topic: &str, tag: &str, n: usize) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "30000")
+        .set("log_level", "3")
+        .create()
+        .unwrap();
+    let mut pending = Vec::new();
+    for i in 0..n {
+        let key = format!("{tag}-{}", i % 7);
+        let payload = format!("{tag} record {i}");
+        let record = FutureRecord::to(topic).key(&key).payload(&payload);
+        pending.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+    }
+    for p in pending {
+        let delivered = p.await.unwrap();
+        assert!(delivered.is_ok(), "not acknowledged: {delivered:?}");
+    }
+}
+
+/// Polls `check` every 100 ms until it is true or `timeout` passed; returns
+/// how long it took.
+async fn until<F: Future<Output = bool>>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> F,
+) -> Duration {
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < timeout, "{what}: not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    start.elapsed()
+}
+
+fn leftovers() -> String {
+    let pid = format!("label=robust-producer.cluster.pid={}", std::process::id());
+    let ps = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &pid])
+        .output()
+        .unwrap();
+    let nets = Command::new("docker")
+        .args(["network", "ls", "-q", "--filter", &pid])
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&ps.stdout).trim(),
+        String::from_utf8_lossy(&nets.stdout).trim()
+    )
+}
+
+#[test]
+fn cluster_harness() {
+    scenario(|| async {
+        let t = Instant::now();
+        let cluster = Cluster::start(ClusterOptions::default()).await.unwrap();
+        eprintln!("start(): {:?} ({})", t.elapsed(), cluster.bootstrap());
+        let nodes = cluster.node_ids();
+        assert_eq!(nodes, [1, 2, 3]);
+        let bootstrap = cluster.bootstrap();
+
+        let topic = format!("harness-{}", uuid::Uuid::new_v4());
+        let t = Instant::now();
+        cluster.create_topic(&topic, 6).await.unwrap();
+        eprintln!("create_topic (6 partitions, RF 3): {:?}", t.elapsed());
+        let isr = cluster.isr(&topic).await.unwrap();
+        assert!(isr.values().all(|i| i == &nodes), "{isr:?}");
+
+        let t = Instant::now();
+        produce(&bootstrap, &topic, "a", 30).await;
+        eprintln!("30 records acknowledged (acks=all): {:?}", t.elapsed());
+
+        // Kill the leader of partition 0: the watch sees another node lead it.
+        let watch = LeaderWatch::start(bootstrap.clone(), topic.clone());
+        let victim = cluster.leaders(&topic).await.unwrap()[&0].unwrap();
+        until(
+            "watch sees the first leaders",
+            Duration::from_secs(10),
+            || async { watch.changes().iter().any(|c| c.partition == 0) },
+        )
+        .await;
+        let t = Instant::now();
+        cluster.kill(victim).await.unwrap();
+        let killed = Instant::now();
+        eprintln!("kill({victim}): {:?}", t.elapsed());
+        until(
+            "new leader of partition 0",
+            Duration::from_secs(15),
+            || async {
+                watch.changes().iter().any(|c| {
+                    c.partition == 0 && c.at > killed && c.leader.is_some_and(|l| l != victim)
+                })
+            },
+        )
+        .await;
+        let after: Vec<_> = watch
+            .changes()
+            .into_iter()
+            .filter(|c| c.partition == 0 && c.at > killed)
+            .map(|c| (c.at - killed, c.leader))
+            .collect();
+        eprintln!("partition 0 after the kill of {victim}: {after:?}");
+
+        let t = Instant::now();
+        cluster.start_node(victim).await.unwrap();
+        eprintln!("start_node({victim}) after kill: {:?}", t.elapsed());
+        let t = Instant::now();
+        cluster
+            .wait_in_sync(&topic, Duration::from_secs(90))
+            .await
+            .unwrap();
+        eprintln!("back in sync after the restart: {:?}", t.elapsed());
+
+        // Leadership moves back to the preferred leaders.
+        let preferred = cluster.preferred_leaders(&topic).await.unwrap();
+        let before = cluster.leaders(&topic).await.unwrap();
+        eprintln!("leaders before the election {before:?}, preferred {preferred:?}");
+        assert!(
+            preferred.iter().any(|(p, l)| before[p] != Some(*l)),
+            "the restarted node should have lost its leaderships"
+        );
+        let t = Instant::now();
+        cluster.elect_preferred_leaders(&topic).await.unwrap();
+        let elected = t.elapsed();
+        let moved = until("preferred leaders", Duration::from_secs(15), || async {
+            let leaders = cluster.leaders(&topic).await.unwrap();
+            preferred.iter().all(|(p, l)| leaders[p] == Some(*l))
+        })
+        .await;
+        eprintln!("elect_preferred_leaders: {elected:?}, leaders moved back {moved:?} later");
+
+        // Isolate a node: out of the ISR, still reachable through its proxy.
+        let isolated = 3;
+        let t = Instant::now();
+        cluster.isolate(isolated).await.unwrap();
+        let out = until(
+            "isolated node leaves the ISR",
+            Duration::from_secs(60),
+            || async {
+                cluster
+                    .isr(&topic)
+                    .await
+                    .is_ok_and(|isr| isr.values().all(|i| !i.contains(&isolated)))
+            },
+        )
+        .await;
+        eprintln!(
+            "isolate({isolated}): out of every ISR after {:?}",
+            t.elapsed()
+        );
+        let _ = out;
+        let direct = format!("{}", cluster.proxy(isolated).unwrap().addr());
+        let md = tokio::task::spawn_blocking(move || {
+            let client: BaseProducer = ClientConfig::new()
+                .set("bootstrap.servers", &direct)
+                .set("log_level", "3")
+                .create()
+                .unwrap();
+            client
+                .client()
+                .fetch_metadata(None, Duration::from_secs(5))
+                .map(|md| md.orig_broker_id())
+        })
+        .await
+        .unwrap();
+        eprintln!("metadata through the isolated node's proxy: answered by {md:?}");
+        assert_eq!(md.unwrap(), isolated);
+        produce(&bootstrap, &topic, "b", 10).await;
+        eprintln!("writes with node {isolated} isolated: ok");
+        let t = Instant::now();
+        cluster.rejoin(isolated).await.unwrap();
+        cluster
+            .wait_in_sync(&topic, Duration::from_secs(90))
+            .await
+            .unwrap();
+        eprintln!("rejoin({isolated}) -> in sync: {:?}", t.elapsed());
+
+        // Pause the active controller.
+        let t = Instant::now();
+        let controller = cluster.active_controller().await.unwrap();
+        eprintln!("active_controller() = {controller}: {:?}", t.elapsed());
+        cluster.pause(controller).await.unwrap();
+        let paused = Instant::now();
+        let mut now_active = controller;
+        while paused.elapsed() < Duration::from_secs(20) {
+            if let Ok(c) = cluster.active_controller().await
+                && c != controller
+            {
+                now_active = c;
+                break;
+            }
+        }
+        eprintln!(
+            "controller {controller} paused: active controller {now_active} after {:?}",
+            paused.elapsed()
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        cluster.unpause(controller).await.unwrap();
+        let t = Instant::now();
+        let after_unpause = cluster.active_controller().await.unwrap();
+        eprintln!("after unpause: active controller {after_unpause}");
+        cluster
+            .wait_in_sync(&topic, Duration::from_secs(90))
+            .await
+            .unwrap();
+        eprintln!("unpause -> in sync: {:?}", t.elapsed());
+
+        // Several faults at once, then heal.
+        cluster.stop(1).await.unwrap();
+        cluster.pause(2).await.unwrap();
+        cluster.isolate(3).await.unwrap();
+        cluster.cut_client(3, robust_producer_tests::proxy::Mode::Blackhole);
+        let t = Instant::now();
+        cluster.heal().await.unwrap();
+        cluster
+            .wait_in_sync(&topic, Duration::from_secs(120))
+            .await
+            .unwrap();
+        eprintln!(
+            "heal() of stop+pause+isolate+blackhole -> in sync: {:?}",
+            t.elapsed()
+        );
+
+        // Everything written is there (the verify consumer works on the cluster).
+        produce(&bootstrap, &topic, "c", 10).await;
+        let read_from = bootstrap.clone();
+        let read_topic = topic.clone();
+        let consumed = tokio::task::spawn_blocking(move || {
+            verify::consume(&read_from, &read_topic, 50, Duration::from_secs(60))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            consumed.len(),
+            50,
+            "every acknowledged record is on the topic"
+        );
+
+        drop(watch);
+        let t = Instant::now();
+        drop(cluster);
+        eprintln!("drop: {:?}", t.elapsed());
+        assert_eq!(leftovers(), "", "containers or network left behind");
+    });
+}
