@@ -13,6 +13,10 @@
 //!   controllable partitions.
 //! * [`verify`]: an independent rdkafka consumer that reads the topic back
 //!   and checks every event id and the per-key order.
+//! * [`load`]: services sending a steady keyed stream, recording what was
+//!   accepted, acknowledged (when, on which partition) and dead-lettered.
+//! * [`audit`]: the cluster scenarios' checker: lost, duplicates, reordered,
+//!   the accounting identity, and resume times.
 //! * [`prereq`]: what the suite needs, and the clear failure (never a
 //!   silent skip in CI) when it is missing.
 //!
@@ -21,8 +25,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod cluster;
 pub mod kafka;
+pub mod load;
 pub mod prereq;
 pub mod proxy;
 pub mod verify;
