@@ -14,6 +14,8 @@
 //!   and fronted by a [`Proxy`] on another loopback port, which the node
 //!   advertises (`PLAINTEXT://127.0.0.1:<proxy port>`). Ports are picked
 //!   before the container exists, so a restarted node keeps its addresses.
+//! * The controller listener is published too, for the harness's own
+//!   quorum queries ([`Cluster::active_controller`]); nodes never use it.
 //! * Published ports need a network with a gateway, and an internal network
 //!   has none: every node is also connected to Docker's default `bridge`,
 //!   which carries the published port. [`Cluster::isolate`] disconnects a
@@ -105,6 +107,9 @@ struct Node {
     id: i32,
     name: String,
     ports: Ports,
+    /// Host port publishing the controller listener (9093), for the
+    /// harness's own quorum queries only: peers use the cluster network.
+    controller_port: u16,
     proxy: Proxy,
     container: ContainerAsync<GenericImage>,
     faults: Mutex<Faults>,
@@ -196,7 +201,9 @@ impl Cluster {
         let mut proxies = BTreeMap::new();
         for id in (1..=options.nodes).filter_map(|n| i32::try_from(n).ok()) {
             let ports = Ports::reserve()?;
-            proxies.insert(id, (ports, kafka::Kafka::proxy_only(ports).await?));
+            let controller_port = Ports::reserve()?.broker;
+            let proxy = kafka::Kafka::proxy_only(ports).await?;
+            proxies.insert(id, (ports, controller_port, proxy));
             let container = format!("{name}-node{id}");
             let mut request = GenericImage::new(repo.clone(), tag.clone())
                 .with_wait_for(WaitFor::Nothing)
@@ -205,7 +212,8 @@ impl Cluster {
                 .with_network(&name)
                 .with_label(docker::LABEL, &name)
                 .with_label(docker::PID_LABEL, std::process::id().to_string())
-                .with_mapped_port(ports.broker, 9092.tcp());
+                .with_mapped_port(ports.broker, 9092.tcp())
+                .with_mapped_port(controller_port, 9093.tcp());
             for (k, v) in node_env(&name, id, ports, options.nodes)
                 .into_iter()
                 .chain(options.env.iter().cloned())
@@ -234,13 +242,14 @@ impl Cluster {
             let (id, container_name, started, connected) = joined?;
             match (started, connected) {
                 (Ok(container), Ok(())) => {
-                    let Some((ports, proxy)) = proxies.remove(&id) else {
+                    let Some((ports, controller_port, proxy)) = proxies.remove(&id) else {
                         continue;
                     };
                     nodes.push(Node {
                         id,
                         name: container_name,
                         ports,
+                        controller_port,
                         proxy,
                         container,
                         faults: Mutex::new(Faults::NONE),
@@ -339,12 +348,27 @@ impl Cluster {
     pub async fn partitions(&self, topic: &str) -> Result<BTreeMap<i32, PartitionState>, Error> {
         let mut errors = Vec::new();
         for node in self.answering() {
-            match meta::fetch(node.bootstrap(), Some(topic.to_owned()), METADATA_TIMEOUT).await {
+            match wire::metadata(&node.bootstrap(), Some(topic), METADATA_TIMEOUT).await {
                 Ok(snapshot) => return Ok(snapshot.partitions),
                 Err(e) => errors.push(format!("node {}: {e}", node.id)),
             }
         }
         Err(format!("no node answered the metadata of {topic}: {errors:?}").into())
+    }
+
+    /// Every partition of `topic` as `node` itself sees it, asked through
+    /// its proxy (an isolated node answers with its own, stale, view).
+    pub async fn partitions_seen_by(
+        &self,
+        node: i32,
+        topic: &str,
+    ) -> Result<BTreeMap<i32, PartitionState>, Error> {
+        let n = self.node(node)?;
+        Ok(
+            wire::metadata(&n.bootstrap(), Some(topic), METADATA_TIMEOUT)
+                .await?
+                .partitions,
+        )
     }
 
     /// Each partition's leader (`None` when there is none), see
@@ -378,18 +402,28 @@ impl Cluster {
             .collect())
     }
 
-    /// The KRaft quorum leader (the active controller), as the first
-    /// answering node (see [`Cluster::partitions`]) reports it
-    /// (`DescribeQuorum`, forwarded by the broker to the controllers).
+    /// The KRaft quorum leader (the active controller): `DescribeQuorum`
+    /// sent straight to each running, unpaused node's controller listener
+    /// (only the leader answers it). A node that is not isolated is asked
+    /// first: an isolated former leader may still believe it leads for a
+    /// moment. Asking brokers instead would hang while the controller they
+    /// forward to is paused.
     pub async fn active_controller(&self) -> Result<i32, Error> {
+        let mut nodes: Vec<&Node> = self
+            .nodes
+            .iter()
+            .filter(|n| !n.faults().stopped && !n.faults().paused)
+            .collect();
+        nodes.sort_by_key(|n| n.faults().isolated);
         let mut errors = Vec::new();
-        for node in self.answering() {
-            match wire::quorum_leader(&node.bootstrap()).await {
+        for node in nodes {
+            let addr = format!("127.0.0.1:{}", node.controller_port);
+            match wire::quorum_leader(&addr).await {
                 Ok(leader) => return Ok(leader),
                 Err(e) => errors.push(format!("node {}: {e}", node.id)),
             }
         }
-        Err(format!("no node told the quorum leader: {errors:?}").into())
+        Err(format!("no controller told the quorum leader: {errors:?}").into())
     }
 
     /// Kills `node` (SIGKILL: a crash) and waits until its container exited.
@@ -484,7 +518,7 @@ impl Cluster {
         for &id in askers {
             let bootstrap = self.node(id)?.bootstrap();
             loop {
-                let seen = meta::fetch(bootstrap.clone(), None, METADATA_TIMEOUT).await;
+                let seen = wire::metadata(&bootstrap, None, METADATA_TIMEOUT).await;
                 match seen {
                     Ok(s) if want.is_subset(&s.brokers) => break,
                     other if Instant::now() > deadline => {
@@ -576,8 +610,7 @@ impl Cluster {
                 .iter()
                 .filter(|n| n.faults().client == Mode::Pass)
             {
-                let seen =
-                    meta::fetch(node.bootstrap(), Some(topic.to_owned()), METADATA_TIMEOUT).await;
+                let seen = wire::metadata(&node.bootstrap(), Some(topic), METADATA_TIMEOUT).await;
                 let synced = seen.as_ref().is_ok_and(|s| {
                     s.partitions
                         .values()

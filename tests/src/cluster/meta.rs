@@ -1,7 +1,6 @@
-//! Metadata as one broker sees it, read with a fresh rdkafka client whose
-//! only bootstrap address is that broker's proxy (so the answer is that
-//! broker's view, not whichever broker librdkafka picks), and topic creation
-//! through rdkafka's admin client.
+//! Metadata types, metadata reads with an rdkafka client (for the leader
+//! watch: any broker's view will do; one broker's own view is read with
+//! `wire::metadata`), and topic creation through rdkafka's admin client.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -80,16 +79,6 @@ pub(crate) fn read(
         }
     }
     Ok(snapshot)
-}
-
-/// [`read`] with a fresh client for `bootstrap`, off the async executor.
-pub(crate) async fn fetch(
-    bootstrap: String,
-    topic: Option<String>,
-    timeout: Duration,
-) -> Result<Snapshot, Error> {
-    tokio::task::spawn_blocking(move || read(&client(&bootstrap)?, topic.as_deref(), timeout))
-        .await?
 }
 
 /// Creates `topic` with `partitions` partitions, replication factor

@@ -1,10 +1,14 @@
 //! Two admin requests rdkafka 0.39 does not expose, spoken directly in the
-//! Kafka protocol to a broker (which forwards them to the active
-//! controller): `DescribeQuorum` v0 (who leads the KRaft quorum) and
-//! `ElectLeaders` v2 (preferred leader election). The image has no
+//! Kafka protocol: `DescribeQuorum` v0 (who leads the KRaft quorum), sent
+//! to a controller listener, and `ElectLeaders` v2 (preferred leader
+//! election), sent to a broker, which forwards it to the active controller. The image has no
 //! `kafka-tools` jar, so the command-line tools are not an option.
 //!
-//! Both are "flexible" versions: request header v2, response header v1,
+//! Also `Metadata` v12, because a fresh librdkafka client does not keep to
+//! its bootstrap broker (it moves to a learned broker, any one), so it
+//! cannot tell what one given broker says.
+//!
+//! All are "flexible" versions: request header v2, response header v1,
 //! compact strings and arrays, tagged fields (always empty here).
 
 use std::time::Duration;
@@ -12,8 +16,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::meta::{PartitionState, Snapshot};
 use crate::kafka::Error;
 
+const METADATA: i16 = 3;
 const DESCRIBE_QUORUM: i16 = 55;
 const ELECT_LEADERS: i16 = 43;
 /// `ELECTION_NOT_NEEDED`: the preferred leader already leads.
@@ -92,6 +98,9 @@ impl Reader<'_> {
     fn len(&mut self) -> Result<Option<usize>, Error> {
         Ok(usize::try_from(self.uvarint()?)?.checked_sub(1))
     }
+    fn i32_array(&mut self) -> Result<Vec<i32>, Error> {
+        (0..self.len()?.unwrap_or(0)).map(|_| self.i32()).collect()
+    }
     fn compact_str(&mut self) -> Result<Option<String>, Error> {
         match self.len()? {
             None => Ok(None),
@@ -147,7 +156,8 @@ async fn call(
     Ok(r.0.to_vec())
 }
 
-/// The KRaft quorum leader, asked of the broker at `addr`.
+/// The KRaft quorum leader, asked of the controller at `addr`; only the
+/// leader answers (the others: `NOT_LEADER_OR_FOLLOWER`).
 pub(crate) async fn quorum_leader(addr: &str) -> Result<i32, Error> {
     let mut w = Writer::default();
     w.len(1); // topics
@@ -235,4 +245,75 @@ pub(crate) async fn elect_preferred(
     } else {
         Err(format!("preferred election failed: {failed:?}").into())
     }
+}
+
+/// The metadata (brokers, and `topic`'s partitions if asked) as the broker
+/// at `addr` itself sees it.
+pub(crate) async fn metadata(
+    addr: &str,
+    topic: Option<&str>,
+    timeout: Duration,
+) -> Result<Snapshot, Error> {
+    let mut w = Writer::default();
+    match topic {
+        None => w.len(0),
+        Some(topic) => {
+            w.len(1);
+            w.0.extend_from_slice(&[0; 16]); // topic id: none, by name
+            w.compact_str(topic);
+            w.no_tags();
+        }
+    }
+    w.i8(0); // allow_auto_topic_creation
+    w.i8(0); // include_topic_authorized_operations
+    w.no_tags();
+    let body = call(addr, METADATA, 12, &w.0, timeout).await?;
+    let mut r = Reader(&body);
+    r.i32()?; // throttle
+    let mut snapshot = Snapshot::default();
+    for _ in 0..r.len()?.unwrap_or(0) {
+        snapshot.brokers.insert(r.i32()?);
+        r.compact_str()?; // host
+        r.i32()?; // port
+        r.compact_str()?; // rack
+        r.skip_tags()?;
+    }
+    r.compact_str()?; // cluster id
+    r.i32()?; // controller id (a random broker under KRaft)
+    for _ in 0..r.len()?.unwrap_or(0) {
+        let error = r.i16()?;
+        let name = r.compact_str()?.unwrap_or_default();
+        r.take(16)?; // topic id
+        r.take(1)?; // is_internal
+        for _ in 0..r.len()?.unwrap_or(0) {
+            r.i16()?; // partition error (LEADER_NOT_AVAILABLE comes with leader -1)
+            let partition = r.i32()?;
+            let leader = r.i32()?;
+            r.i32()?; // leader epoch
+            let replicas = r.i32_array()?;
+            let mut isr = r.i32_array()?;
+            isr.sort_unstable();
+            r.i32_array()?; // offline replicas
+            r.skip_tags()?;
+            snapshot.partitions.insert(
+                partition,
+                PartitionState {
+                    leader: (leader >= 0).then_some(leader),
+                    replicas,
+                    isr,
+                },
+            );
+        }
+        r.i32()?; // authorized operations
+        r.skip_tags()?;
+        if error != 0 {
+            return Err(format!("topic {name}: error code {error}").into());
+        }
+    }
+    if let Some(topic) = topic
+        && snapshot.partitions.is_empty()
+    {
+        return Err(format!("topic {topic} has no partitions").into());
+    }
+    Ok(snapshot)
 }
