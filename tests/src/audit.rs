@@ -40,8 +40,10 @@ pub struct Audit {
     pub held: u64,
     /// Sends the producers refused.
     pub refused: usize,
-    /// Sessions the producers gave up (each rebuilds the client).
+    /// Sessions the producers gave up.
     pub link_losses: u64,
+    /// librdkafka clients rebuilt.
+    pub rebuilds: u64,
     /// Flush failures, by service.
     pub flush_errors: Vec<String>,
 }
@@ -73,6 +75,7 @@ impl Audit {
             audit.held += s.stats.queued_records as u64;
             audit.refused += s.refused.len();
             audit.link_losses += s.stats.link_losses;
+            audit.rebuilds += s.rebuilds;
             if let Err(e) = &s.flushed {
                 audit.flush_errors.push(format!("{}: {e}", s.name));
             }
@@ -116,7 +119,7 @@ impl fmt::Display for Audit {
         write!(
             f,
             "accepted {}, delivered {}, lost {}, duplicates {}, reordered {}, dead-lettered {}, \
-             dropped {}, returned {}, held {}, refused {}, sessions given up {}",
+             dropped {}, returned {}, held {}, refused {}, sessions given up {}, clients rebuilt {}",
             self.accepted,
             self.delivered,
             self.lost.0,
@@ -128,6 +131,7 @@ impl fmt::Display for Audit {
             self.held,
             self.refused,
             self.link_losses,
+            self.rebuilds,
         )
     }
 }

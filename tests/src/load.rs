@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use robust_producer::{
     Config, DeadLetter, EVENT_ID_HEADER, EventEnvelope, Producer, Record, Stats, TokioRuntime,
 };
-use robust_producer_rdkafka::{RdkafkaConfig, RdkafkaTransport};
+use robust_producer_rdkafka::{RdkafkaConfig, RdkafkaTransport, TransportMetrics};
 use tokio::task::JoinHandle;
 
 use crate::kafka::Error;
@@ -67,6 +67,7 @@ pub struct Service {
     /// The service's name (also the key prefix).
     pub name: String,
     producer: Producer,
+    metrics: TransportMetrics,
     log: Log,
     stop: Arc<AtomicBool>,
     task: Option<JoinHandle<()>>,
@@ -90,6 +91,7 @@ impl Service {
         spec: LoadSpec,
     ) -> Result<Self, Error> {
         let transport = RdkafkaTransport::new(rdkafka)?;
+        let metrics = transport.metrics();
         let log: Log = Arc::default();
         let sink = log.clone();
         let producer = Producer::builder(config)
@@ -107,6 +109,7 @@ impl Service {
         Ok(Self {
             name: name.to_owned(),
             producer,
+            metrics,
             log,
             stop,
             task: Some(task),
@@ -149,10 +152,12 @@ impl Service {
         // Let the last acknowledgement tasks record their time.
         tokio::time::sleep(Duration::from_millis(100)).await;
         let stats = self.producer.stats();
+        let rebuilds = self.metrics.snapshot().producers_built.saturating_sub(1);
         let log = std::mem::take(&mut *lock(&self.log));
         Finished {
             name: std::mem::take(&mut self.name),
             stats,
+            rebuilds,
             flushed,
             sent: log.sent,
             acks: log.acks,
@@ -176,6 +181,9 @@ pub struct Finished {
     pub name: String,
     /// The producer's final stats.
     pub stats: Stats,
+    /// librdkafka clients built after the first (a rebuild follows a
+    /// session given up with records outstanding, or a fatal error).
+    pub rebuilds: u64,
     /// The flush's outcome.
     pub flushed: Result<(), String>,
     /// Accepted events, in send order.
@@ -199,13 +207,15 @@ async fn send_loop(
     stop: Arc<AtomicBool>,
 ) {
     const TICK: Duration = Duration::from_millis(10);
-    let per_tick = (spec.rate / 100).max(1) as usize;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let started = Instant::now();
     let mut seq = 0usize;
     while !stop.load(Ordering::Relaxed) {
         tick.tick().await;
-        for _ in 0..per_tick {
+        // Catch up after a late tick: the rate holds on average.
+        let due = (started.elapsed().as_secs_f64() * f64::from(spec.rate)) as usize;
+        while seq < due {
             let key = format!("{name}-{}", seq % spec.keys.max(1));
             let body = serde_json::json!({ "seq": seq, "pad": "x".repeat(spec.payload) });
             let envelope = EventEnvelope::new("load.event", &name, body);
