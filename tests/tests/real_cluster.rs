@@ -6,9 +6,8 @@
 //! election after a crash.
 //!
 //! Each scenario runs while two services send 1,000 events/s each over
-//! 1,000 keys each, with default producer settings (only the health
-//! thresholds are tightened, so that a 60 s outage turns the verdict
-//! Unhealthy). After it, every partition is read back and audited
+//! 1,000 keys each, with default producer settings except a larger queue
+//! and a tighter health threshold (see [`producer_config`]). After it, every partition is read back and audited
 //! (`robust_producer_tests::audit`): lost, reordered and dead-lettered must
 //! be 0, duplicates are counted, and delivery must resume within the
 //! reconnect backoff cap + 5 s of each heal, and within 5 s of a partition's
@@ -201,9 +200,15 @@ struct Run<'c> {
     steady_since: Instant,
 }
 
+/// The core's defaults, but a queue that holds a minute of the scenario's
+/// 1,000 events/s and more (scenario c's 60 s without any acknowledgement
+/// would fill the default 100 000), and health that turns Unhealthy after
+/// 30 s of waiting rather than 60.
 fn producer_config(name: &str) -> Config {
     Config::builder()
         .service_name(name)
+        .max_queued_records(250_000)
+        .max_queued_bytes(256 << 20)
         .health(HealthConfig {
             unhealthy_oldest_age: Duration::from_secs(30),
             ..HealthConfig::default()
