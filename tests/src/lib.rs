@@ -5,10 +5,10 @@
 //!
 //! * [`kafka`]: the broker, started by testcontainers on a fixed host port
 //!   behind a [`proxy::Proxy`]; stop, kill, restart, pause, unpause.
-//! * [`cluster`]: a three-node KRaft cluster on its own Docker network,
-//!   each node behind its own proxy; kill, stop, start, pause, isolate a
-//!   node from its peers, cut the client's path, elect preferred leaders,
-//!   watch leadership move.
+//! * [`cluster`]: a KRaft cluster of three brokers and three dedicated
+//!   controllers on its own Docker network, each broker behind its own
+//!   proxy; kill, stop, start, pause, isolate any node from its peers, cut
+//!   the client's path, elect preferred leaders, watch leadership move.
 //! * [`proxy`]: a TCP proxy with pass / blackhole / reset modes for
 //!   controllable partitions.
 //! * [`verify`]: an independent rdkafka consumer that reads the topic back

@@ -1,8 +1,9 @@
 //! Two admin requests rdkafka 0.39 does not expose, spoken directly in the
-//! Kafka protocol: `DescribeQuorum` v0 (who leads the KRaft quorum), sent
-//! to a controller listener, and `ElectLeaders` v2 (preferred leader
-//! election), sent to a broker, which forwards it to the active controller. The image has no
-//! `kafka-tools` jar, so the command-line tools are not an option.
+//! Kafka protocol: `DescribeQuorum` v0 (who leads the KRaft quorum, how far
+//! each voter got), sent to a controller listener, and `ElectLeaders` v2
+//! (preferred leader election), sent to a broker, which forwards it to the
+//! active controller. The image has no `kafka-tools` jar, so the
+//! command-line tools are not an option.
 //!
 //! Also `Metadata` v12, because a fresh librdkafka client does not keep to
 //! its bootstrap broker (it moves to a learned broker, any one), so it
@@ -11,6 +12,7 @@
 //! All are "flexible" versions: request header v2, response header v1,
 //! compact strings and arrays, tagged fields (always empty here).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -82,6 +84,11 @@ impl Reader<'_> {
     fn i32(&mut self) -> Result<i32, Error> {
         let b = self.take(4)?;
         Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn i64(&mut self) -> Result<i64, Error> {
+        let mut b = [0; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(i64::from_be_bytes(b))
     }
     fn uvarint(&mut self) -> Result<u64, Error> {
         let mut v = 0u64;
@@ -156,9 +163,21 @@ async fn call(
     Ok(r.0.to_vec())
 }
 
-/// The KRaft quorum leader, asked of the controller at `addr`; only the
-/// leader answers (the others: `NOT_LEADER_OR_FOLLOWER`).
-pub(crate) async fn quorum_leader(addr: &str) -> Result<i32, Error> {
+/// What the KRaft quorum leader says of the quorum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Quorum {
+    /// The leader's node id.
+    pub(crate) leader: i32,
+    /// The metadata log's high watermark.
+    pub(crate) high_watermark: i64,
+    /// Each voter's log end offset, as the leader last saw it (a voter that
+    /// is down keeps its last value).
+    pub(crate) voters: BTreeMap<i32, i64>,
+}
+
+/// The KRaft quorum (`DescribeQuorum` v0), asked of the controller at
+/// `addr`; only the leader answers (the others: `NOT_LEADER_OR_FOLLOWER`).
+pub(crate) async fn describe_quorum(addr: &str) -> Result<Quorum, Error> {
     let mut w = Writer::default();
     w.len(1); // topics
     w.compact_str("__cluster_metadata");
@@ -190,7 +209,19 @@ pub(crate) async fn quorum_leader(addr: &str) -> Result<i32, Error> {
     if leader < 0 {
         return Err("the quorum has no leader now".into());
     }
-    Ok(leader)
+    r.i32()?; // leader epoch
+    let high_watermark = r.i64()?;
+    let mut voters = BTreeMap::new();
+    for _ in 0..r.len()?.unwrap_or(0) {
+        let id = r.i32()?;
+        voters.insert(id, r.i64()?);
+        r.skip_tags()?;
+    }
+    Ok(Quorum {
+        leader,
+        high_watermark,
+        voters,
+    })
 }
 
 /// Elects the preferred leader of each of `partitions` of `topic`, through
