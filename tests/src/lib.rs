@@ -17,6 +17,7 @@
 //!   accepted, acknowledged (when, on which partition) and dead-lettered.
 //! * [`audit`]: the cluster scenarios' checker: lost, duplicates, reordered,
 //!   the accounting identity, and resume times.
+//! * [`scenario`]: one cluster scenario in progress, audited at its end.
 //! * [`prereq`]: what the suite needs, and the clear failure (never a
 //!   silent skip in CI) when it is missing.
 //!
@@ -31,6 +32,7 @@ pub mod kafka;
 pub mod load;
 pub mod prereq;
 pub mod proxy;
+pub mod scenario;
 pub mod verify;
 
 /// The README's examples, compiled and run as doctests.

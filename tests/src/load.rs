@@ -131,6 +131,15 @@ impl Service {
         lock(&self.log).sent.len()
     }
 
+    /// Acknowledgements seen so far on `partitions`.
+    pub fn acks_on(&self, partitions: &[i32]) -> usize {
+        lock(&self.log)
+            .acks
+            .iter()
+            .filter(|a| partitions.contains(&a.partition))
+            .count()
+    }
+
     /// Stops sending (the producer keeps delivering).
     pub async fn stop_sending(&mut self) {
         self.stop.store(true, Ordering::Relaxed);

@@ -1,9 +1,10 @@
-//! The three-broker proof: robust-producer over librdkafka against a
-//! three-node Apache Kafka 4.4.0 KRaft cluster (replication factor 3,
-//! `min.insync.replicas=2`, unclean leader election off) under leader
-//! crashes, clean shutdowns, lost quorum, rolling restarts, isolated nodes,
-//! a client cut from one broker, controller pauses and a preferred-leader
-//! election after a crash.
+//! The three-broker proof: robust-producer over librdkafka against an
+//! Apache Kafka 4.4.0 KRaft cluster of three brokers and three dedicated
+//! controllers (replication factor 3, `min.insync.replicas=2`, unclean
+//! leader election off; see `robust_producer_tests::cluster`) under leader
+//! crashes, clean shutdowns, in-sync replicas below `min.insync.replicas`,
+//! rolling restarts, isolated brokers, a client cut from one broker,
+//! controller pauses and a preferred-leader election after a crash.
 //!
 //! Each scenario runs while two services send 1,000 events/s each over
 //! 1,000 keys each, with default producer settings except a larger queue
@@ -26,26 +27,11 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use robust_producer::{Config, HealthConfig, Verdict};
-use robust_producer_rdkafka::RdkafkaConfig;
-use robust_producer_tests::audit::{AckTimeline, Audit};
-use robust_producer_tests::cluster::{Cluster, ClusterOptions, LeaderWatch};
-use robust_producer_tests::load::{LoadSpec, Service};
+use robust_producer::Verdict;
+use robust_producer_tests::cluster::{Cluster, ClusterOptions};
 use robust_producer_tests::prereq;
 use robust_producer_tests::proxy::Mode;
-use robust_producer_tests::verify;
-
-/// Partitions of every scenario's topic.
-const PARTITIONS: i32 = 6;
-/// A heal must be followed by deliveries on every partition within the
-/// reconnect backoff cap plus this.
-const RESUME_SLACK: Duration = Duration::from_secs(5);
-/// A partition whose leader moved must deliver within this of the move
-/// showing in metadata (polled every 200 ms).
-const LEADER_MOVE_BOUND: Duration = Duration::from_secs(5);
-/// Sending goes on this long after the last heal, so that every partition
-/// shows when it resumed.
-const TAIL: Duration = Duration::from_secs(8);
+use robust_producer_tests::scenario::{PARTITIONS, Run, catch_panic};
 
 type Scenario = for<'a> fn(&'a mut Run<'_>) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
 
@@ -141,7 +127,7 @@ async fn run_one(cluster: &Cluster, name: &str, body: Scenario) -> Result<(), ()
             body(&mut run).await;
             run.finish().await;
         });
-        futures_catch(fut).await
+        catch_panic(fut).await
     };
     if let Err(e) = cluster.heal().await {
         eprintln!("{name}: healing the cluster failed: {e}");
@@ -158,262 +144,24 @@ async fn run_one(cluster: &Cluster, name: &str, body: Scenario) -> Result<(), ()
     }
 }
 
-/// Awaits `fut`, turning a panic into its message.
-async fn futures_catch(fut: impl Future<Output = ()>) -> Result<(), String> {
-    let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(move |cx| {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Ok(std::task::Poll::Ready(())) => std::task::Poll::Ready(Ok(())),
-            Err(panic) => std::task::Poll::Ready(Err(panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_default())),
-        }
-    })
-    .await
-}
-
-/// A fault window: when it started and healed, and how many events the
-/// services had accepted at each end.
-struct Fault {
-    label: String,
-    start: Instant,
-    accepted_at_start: usize,
-    heal: Option<(Instant, usize)>,
-    /// Some partitions cannot take writes during it (no quorum of in-sync
-    /// replicas, or the client cannot reach their leader): leader moves
-    /// inside it are not held to [`LEADER_MOVE_BOUND`].
-    blocks_writes: bool,
-}
-
-/// One scenario in progress on the shared cluster.
-struct Run<'c> {
-    name: String,
-    cluster: &'c Cluster,
-    topic: String,
-    services: Vec<Service>,
-    watch: LeaderWatch,
-    faults: Vec<Fault>,
-    /// Leader moves before this are the topic's creation.
-    steady_since: Instant,
-}
-
-/// The core's defaults, but a queue that holds a minute of the scenario's
-/// 1,000 events/s and more (scenario c's 60 s without any acknowledgement
-/// would fill the default 100 000), and health that turns Unhealthy after
-/// 30 s of waiting rather than 60.
-fn producer_config(name: &str) -> Config {
-    Config::builder()
-        .service_name(name)
-        .max_queued_records(250_000)
-        .max_queued_bytes(256 << 20)
-        .health(HealthConfig {
-            unhealthy_oldest_age: Duration::from_secs(30),
-            ..HealthConfig::default()
-        })
-        .build()
-        .unwrap()
-}
-
-impl<'c> Run<'c> {
-    async fn start(cluster: &'c Cluster, name: &str) -> Self {
-        let topic = format!(
-            "{}-{}",
-            name.replace('_', "-"),
-            &uuid::Uuid::new_v4().simple().to_string()[..6]
-        );
-        cluster.create_topic(&topic, PARTITIONS).await.unwrap();
-        let watch = LeaderWatch::start(cluster.bootstrap(), topic.clone());
-        let mut services = Vec::new();
-        for svc in ["patient-service", "matching-service"] {
-            services.push(
-                Service::start_with(
-                    svc,
-                    RdkafkaConfig::new(cluster.bootstrap()),
-                    producer_config(svc),
-                    &topic,
-                    LoadSpec::default(),
-                )
-                .unwrap(),
-            );
-        }
-        let mut run = Self {
-            name: name.to_owned(),
-            cluster,
-            topic,
-            services,
-            watch,
-            faults: Vec::new(),
-            steady_since: Instant::now(),
-        };
-        run.wait_delivering(Duration::from_secs(60)).await;
-        run.steady_since = Instant::now();
-        run
-    }
-
-    fn accepted(&self) -> usize {
-        self.services.iter().map(Service::accepted).sum()
-    }
-
-    /// Waits until every service delivered something new.
-    async fn wait_delivering(&self, within: Duration) {
-        let before: Vec<u64> = self.services.iter().map(|s| s.stats().delivered).collect();
-        let start = Instant::now();
-        while self
-            .services
-            .iter()
-            .zip(&before)
-            .any(|(s, b)| s.stats().delivered <= *b)
-        {
-            assert!(
-                start.elapsed() < within,
-                "{}: no delivery within {within:?}: {:?}",
-                self.name,
-                self.services.iter().map(Service::stats).collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// A fault begins now.
-    fn fault(&mut self, label: impl Into<String>, blocks_writes: bool) {
-        let label = label.into();
-        eprintln!("   {:>6.1}s fault: {label}", self.elapsed());
-        self.faults.push(Fault {
-            label,
-            start: Instant::now(),
-            accepted_at_start: self.accepted(),
-            heal: None,
-            blocks_writes,
-        });
-    }
-
-    /// The last fault is healed now.
-    fn healed(&mut self) {
-        let now = Instant::now();
-        let accepted = self.accepted();
-        let elapsed = self.elapsed();
-        let fault = self.faults.last_mut().expect("a fault to heal");
-        eprintln!("   {elapsed:>6.1}s healed: {}", fault.label);
-        fault.heal = Some((now, accepted));
-    }
-
-    fn elapsed(&self) -> f64 {
-        self.steady_since.elapsed().as_secs_f64()
-    }
-
-    async fn leader_of(&self, partition: i32) -> i32 {
-        let leaders = self.cluster.leaders(&self.topic).await.unwrap();
-        leaders
-            .get(&partition)
-            .copied()
-            .flatten()
-            .unwrap_or_else(|| panic!("partition {partition} has no leader: {leaders:?}"))
-    }
-
-    async fn follower_of(&self, partition: i32) -> i32 {
-        let leader = self.leader_of(partition).await;
-        let isr = self.cluster.isr(&self.topic).await.unwrap();
-        isr.get(&partition)
-            .and_then(|r| r.iter().copied().find(|n| *n != leader))
-            .unwrap_or_else(|| panic!("partition {partition} has no follower in sync: {isr:?}"))
-    }
-
-    /// Keeps sending for [`TAIL`], then finishes the services, reads every
-    /// partition back, audits, and checks every bound.
-    async fn finish(&mut self) {
-        tokio::time::sleep(TAIL).await;
-        let mut finished = Vec::new();
-        for s in std::mem::take(&mut self.services) {
-            finished.push(s.finish(Duration::from_secs(120)).await);
-        }
-        let want: usize = finished.iter().map(|f| f.sent.len()).sum();
-        let (bootstrap, topic) = (self.cluster.bootstrap(), self.topic.clone());
-        let consumed = tokio::task::spawn_blocking(move || {
-            verify::consume(&bootstrap, &topic, want, Duration::from_secs(120))
-        })
-        .await
-        .unwrap()
-        .unwrap();
-        let audit = Audit::new(&finished, &consumed);
-        let timeline = AckTimeline::new(finished.iter().flat_map(|f| &f.acks));
-        let backoff_cap = producer_config("x").backoff().max;
-
-        let mut problems = Vec::new();
-        let mut slowest_heal = Duration::ZERO;
-        for f in &self.faults {
-            let Some((heal, accepted_at_heal)) = f.heal else {
-                problems.push(format!("{}: never healed", f.label));
-                continue;
-            };
-            let during = accepted_at_heal - f.accepted_at_start;
-            if during < 100 {
-                problems.push(format!(
-                    "{}: only {during} events sent during the fault",
-                    f.label
-                ));
-            }
-            match timeline.resume_after(heal) {
-                Some((p, d)) if d > backoff_cap + RESUME_SLACK => problems.push(format!(
-                    "{}: partition {p} resumed {} after the heal (bound {:?})",
-                    f.label,
-                    fmt_wait(d),
-                    backoff_cap + RESUME_SLACK
-                )),
-                Some((_, d)) => slowest_heal = slowest_heal.max(d),
-                None => problems.push(format!("{}: no acknowledgement at all", f.label)),
-            }
-        }
-        let mut moves = 0;
-        let mut slowest_move = Duration::ZERO;
-        for change in self.watch.changes() {
-            let Some(_leader) = change.leader else {
-                continue;
-            };
-            let blocked = self.faults.iter().any(|f| {
-                f.blocks_writes
-                    && f.start <= change.at
-                    && f.heal.is_none_or(|(h, _)| change.at <= h)
-            });
-            if change.at < self.steady_since || blocked {
-                continue;
-            }
-            moves += 1;
-            match timeline.first_after(change.partition, change.at) {
-                Some(d) if d <= LEADER_MOVE_BOUND => slowest_move = slowest_move.max(d),
-                other => problems.push(format!(
-                    "partition {} moved to leader {:?} at {:.1}s and delivered {} later (bound {:?})",
-                    change.partition,
-                    change.leader,
-                    change.at.duration_since(self.steady_since).as_secs_f64(),
-                    other.map_or("nothing".to_owned(), fmt_wait),
-                    LEADER_MOVE_BOUND
-                )),
-            }
-        }
-        eprintln!(
-            "CLUSTER {}: {audit}; faults {}, slowest resume after a heal {} ms; leader moves {moves}, slowest delivery after a move {} ms",
-            self.name,
-            self.faults.len(),
-            slowest_heal.as_millis(),
-            slowest_move.as_millis(),
-        );
-        assert!(audit.is_clean(), "{}: audit failed: {audit:?}", self.name);
-        assert!(problems.is_empty(), "{}: {problems:#?}", self.name);
-    }
-}
-
-fn fmt_wait(d: Duration) -> String {
-    if d == Duration::MAX {
-        "never".to_owned()
-    } else {
-        format!("{d:?}")
-    }
-}
-
 // ----- scenarios --------------------------------------------------------------
+
+/// Waits until `partition`'s leader is no longer `node`: the fault took
+/// effect.
+async fn moved_away(r: &Run<'_>, partition: i32, node: i32, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let leaders = r.cluster.leaders(&r.topic).await.unwrap_or_default();
+        if leaders.get(&partition).copied().flatten() != Some(node) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "partition {partition} still led by {node} after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
 
 /// a. SIGKILL the leader of a busy partition; restart it 20 s later; three
 /// times in a row.
@@ -425,7 +173,9 @@ async fn leader_killed_three_times(r: &mut Run<'_>) {
             format!("round {round}: leader {leader} of partition 0 killed"),
             false,
         );
-        tokio::time::sleep(Duration::from_secs(20)).await;
+        let killed = Instant::now();
+        moved_away(r, 0, leader, Duration::from_secs(20)).await;
+        tokio::time::sleep(Duration::from_secs(20).saturating_sub(killed.elapsed())).await;
         r.cluster.start_node(leader).await.unwrap();
         r.healed();
         r.cluster
@@ -542,7 +292,20 @@ async fn follower_then_leader_isolated(r: &mut Run<'_>) {
     // acks=all waits for the isolated follower until it drops out of the ISR
     // (replica.lag.time.max.ms): writes are held meanwhile.
     r.fault(format!("follower {follower} isolated"), true);
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    let isolated = Instant::now();
+    let deadline = isolated + Duration::from_secs(30);
+    loop {
+        let isr = r.cluster.isr(&r.topic).await.unwrap();
+        if isr.get(&0).is_some_and(|n| !n.contains(&follower)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "isolated follower {follower} still in sync: {isr:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(isolated.elapsed())).await;
     r.cluster.rejoin(follower).await.unwrap();
     r.healed();
     r.cluster
@@ -552,7 +315,9 @@ async fn follower_then_leader_isolated(r: &mut Run<'_>) {
     let leader = r.leader_of(0).await;
     r.cluster.isolate(leader).await.unwrap();
     r.fault(format!("leader {leader} isolated"), false);
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    let isolated = Instant::now();
+    moved_away(r, 0, leader, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(isolated.elapsed())).await;
     r.cluster.rejoin(leader).await.unwrap();
     r.healed();
 }
@@ -561,11 +326,27 @@ async fn follower_then_leader_isolated(r: &mut Run<'_>) {
 /// for 30 s while the cluster itself is healthy.
 async fn client_cut_from_the_leader(r: &mut Run<'_>) {
     let leader = r.leader_of(0).await;
+    let led: Vec<i32> = r
+        .cluster
+        .leaders(&r.topic)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, l)| *l == Some(leader))
+        .map(|(p, _)| p)
+        .collect();
     r.cluster.cut_client(leader, Mode::Blackhole);
-    r.fault(format!("client cut from leader {leader}"), true);
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    r.fault(
+        format!("client cut from leader {leader} of partitions {led:?}"),
+        true,
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = r.delivered_on(&led);
+    tokio::time::sleep(Duration::from_secs(28)).await;
+    let during = r.delivered_on(&led) - before;
     r.cluster.cut_client(leader, Mode::Pass);
     r.healed();
+    assert_eq!(during, 0, "partitions {led:?} delivered through a cut path");
 }
 
 /// g. The active controller paused for 6 s, three times.
@@ -573,12 +354,24 @@ async fn controller_paused_three_times(r: &mut Run<'_>) {
     for round in 1..=3 {
         let controller = r.cluster.active_controller().await.unwrap();
         r.cluster.pause(controller).await.unwrap();
-        // Paused, the node is also a broker that answers nothing.
         r.fault(
             format!("round {round}: controller {controller} paused"),
             true,
         );
-        tokio::time::sleep(Duration::from_secs(6)).await;
+        let paused = Instant::now();
+        let mut successor = None;
+        while paused.elapsed() < Duration::from_secs(6) {
+            if let Ok(c) = r.cluster.active_controller().await
+                && c != controller
+            {
+                successor = Some(c);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert!(
+            successor.is_some(),
+            "no controller took over from {controller} within 6 s"
+        );
         r.cluster.unpause(controller).await.unwrap();
         r.healed();
         r.cluster
