@@ -253,6 +253,14 @@ impl<'c> Run<'c> {
                 None => problems.push(format!("{}: no acknowledgement at all", f.label)),
             }
         }
+        // The cluster kept answering in every scenario: a session given up
+        // means a wait was taken for a hang, and its window resent.
+        if audit.link_losses > 0 {
+            problems.push(format!(
+                "{} sessions given up although the cluster answered",
+                audit.link_losses
+            ));
+        }
         let mut moves = 0;
         let mut slowest_move = Duration::ZERO;
         for change in self.watch.changes() {
@@ -287,6 +295,14 @@ impl<'c> Run<'c> {
             slowest_heal.as_millis(),
             slowest_move.as_millis(),
         );
+        for f in finished.iter().filter(|f| f.stats.link_losses > 0) {
+            eprintln!(
+                "   {} gave {} sessions up; last error: {}",
+                f.name,
+                f.stats.link_losses,
+                f.stats.last_error.as_deref().unwrap_or("-")
+            );
+        }
         assert!(audit.is_clean(), "{}: audit failed: {audit:?}", self.name);
         assert!(problems.is_empty(), "{}: {problems:#?}", self.name);
     }

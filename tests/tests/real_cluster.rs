@@ -76,6 +76,15 @@ fn main() {
     if prereq::skip() {
         return;
     }
+    // The producers' own account of each fault: warnings and above
+    // (`RUST_LOG` overrides).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

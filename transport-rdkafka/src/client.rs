@@ -194,7 +194,7 @@ impl Context {
             handed_over: AtomicBool::new(true),
             poller_napping: AtomicBool::new(false),
             bell: Bell::default(),
-            stall: StallWatch::default(),
+            stall: StallWatch::new(config.client_config()),
         }
     }
 

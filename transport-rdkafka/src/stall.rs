@@ -1,6 +1,10 @@
 //! Why the cluster holds records back. While records await their reports
 //! and none came for [`STALL_AFTER`], the poll thread starts a metadata
-//! request on a short-lived thread. Partitions of the topics this producer
+//! request on a short-lived thread. The request goes through a client of
+//! its own, made on the first check: a broker answers the requests of one
+//! connection in order, and the producer's connection to a broker that
+//! holds produce requests (waiting for replicas that are gone, up to
+//! `request.timeout.ms`) would hold the metadata request behind them. Partitions of the topics this producer
 //! sends to that have no leader, or fewer in-sync replicas than replicas,
 //! are reported to the core as [`TransportEvent::Stalled`]: the core shows
 //! the reason in its stats and health, and does not take the explained wait
@@ -12,8 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use rdkafka::ClientConfig;
 use rdkafka::metadata::Metadata;
-use rdkafka::producer::Producer;
+use rdkafka::producer::{BaseProducer, Producer};
 use robust_producer::TransportEvent;
 use tracing::{debug, info};
 
@@ -28,14 +33,46 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// Partitions named in one reason; the rest are counted.
 const NAMED: usize = 5;
 
-/// Topics this producer sends to, and whether a check is running.
-#[derive(Debug, Default)]
+/// Topics this producer sends to, whether a check is running, and the
+/// checks' own client.
 pub(crate) struct StallWatch {
     topics: Mutex<Vec<Arc<str>>>,
     checking: AtomicBool,
+    /// The producer's settings (security included), for the checks' client.
+    config: ClientConfig,
+    client: Mutex<Option<Arc<BaseProducer>>>,
 }
 
 impl StallWatch {
+    /// Made with the producer's librdkafka settings.
+    pub(crate) fn new(config: ClientConfig) -> Self {
+        Self {
+            topics: Mutex::default(),
+            checking: AtomicBool::new(false),
+            config,
+            client: Mutex::default(),
+        }
+    }
+
+    /// The checks' client, made on first use: the producer's settings
+    /// without idempotence (it never produces, and needs no producer id),
+    /// logging only what is critical (the producer already reports the
+    /// cluster's state).
+    fn client(&self) -> Option<Arc<BaseProducer>> {
+        let mut client = self.client.lock().unwrap_or_else(PoisonError::into_inner);
+        if client.is_none() {
+            let mut config = self.config.clone();
+            config
+                .set("enable.idempotence", "false")
+                .set("log_level", "2");
+            match config.create::<BaseProducer>() {
+                Ok(c) => *client = Some(Arc::new(c)),
+                Err(e) => debug!(error = %e, "cannot make the stall check's client"),
+            }
+        }
+        client.clone()
+    }
+
     /// Remembers a topic records are sent to.
     pub(crate) fn sending_to(&self, topic: &Arc<str>) {
         let mut topics = self.topics.lock().unwrap_or_else(PoisonError::into_inner);
@@ -99,9 +136,13 @@ impl StallClock {
 /// records back, if anything.
 fn check(producer: &RdProducer, generation: u64) {
     let ctx = producer.context();
+    let Some(client) = ctx.stall.client() else {
+        ctx.stall.checking.store(false, Ordering::Release);
+        return;
+    };
     let mut short = Vec::new();
     for topic in ctx.stall.topics() {
-        match producer
+        match client
             .client()
             .fetch_metadata(Some(&topic), METADATA_TIMEOUT)
         {
@@ -110,6 +151,7 @@ fn check(producer: &RdProducer, generation: u64) {
         }
     }
     ctx.stall.checking.store(false, Ordering::Release);
+    debug!(shortfalls = short.len(), "stall check done");
     if let Some(reason) = describe(&short) {
         info!(%reason, "records wait for the cluster");
         ctx.report_stall(generation, TransportEvent::Stalled(reason));
