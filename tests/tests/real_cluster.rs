@@ -20,7 +20,7 @@
 //! `ROBUST_PRODUCER_SOAK=N` runs the soak instead: N random leader kills and
 //! bounces with random gaps, one summary line.
 
-#![allow(clippy::unwrap_used, clippy::print_stderr)]
+#![allow(clippy::unwrap_used, clippy::print_stderr, clippy::print_stdout)]
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -64,6 +64,12 @@ fn main() {
             Box::pin(crash_then_preferred_leader_election(r))
         }),
     ];
+    if std::env::args().any(|a| a == "--list") {
+        for (name, _) in &all {
+            println!("{name}: test");
+        }
+        return;
+    }
     let soak = soak_rounds();
     let chosen: Vec<_> = all
         .iter()

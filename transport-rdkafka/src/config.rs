@@ -87,6 +87,8 @@ fn is_overridden(name: &str, value: &str) -> bool {
 /// | `message.timeout.ms` | `0` (infinite, always) | librdkafka never expires a record on its own; see below |
 /// | `reconnect.backoff.ms` / `reconnect.backoff.max.ms` | `100` / `1000` | once the broker is back, librdkafka's own reconnect finds it within a second (its default cap is 10 s); librdkafka jitters these |
 /// | `topic.metadata.propagation.max.ms` | `10000` | a record for a topic the cluster does not have fails as `UnknownTopic` (dead-lettered) after 10 s; it must stay below the core's `ack_timeout` (checked when the producer starts), or the session would be given up as hung first, again and again |
+/// | `socket.timeout.ms` | `5000` | a request unanswered for 5 s drops that broker's connection, and librdkafka then asks another broker for the partition leaders at once. A leader cut from its peers but still reachable by clients holds produce requests until its own timeout (30 s) and answers metadata as if it still led: with librdkafka's default (60 s) the client kept sending to it for the whole cut, although a new leader was elected after ~10 s. Slower answers only cost a reconnect and an idempotent resend |
+/// | `topic.metadata.refresh.interval.ms` | `10000` | leaders and brokers are re-read every 10 s rather than 5 min: a client that started while one broker answered (the cluster then lists only that one) learns the others within 10 s of their return |
 /// | `partitioner` | `murmur2_random` | a keyed record goes to the partition Kafka's Java client (and kafka-python) would pick: `(murmur2(key) & 0x7fffffff) % partitions`; keyless records go to a random partition. librdkafka's own default (`consistent_random`, CRC32) would put a key elsewhere than a Java service producing the same key |
 /// | `client.id` | `robust-producer` | |
 ///
@@ -187,6 +189,8 @@ impl RdkafkaConfig {
             ("reconnect.backoff.ms", "100"),
             ("reconnect.backoff.max.ms", "1000"),
             ("topic.metadata.propagation.max.ms", "10000"),
+            ("socket.timeout.ms", "5000"),
+            ("topic.metadata.refresh.interval.ms", "10000"),
             ("partitioner", DEFAULT_PARTITIONER),
             ("client.id", "robust-producer"),
         ] {
@@ -609,6 +613,8 @@ mod tests {
         assert_eq!(c.get("acks"), Some("all"));
         assert_eq!(c.get("message.timeout.ms"), Some("0"));
         assert_eq!(c.get("linger.ms"), Some("5"));
+        assert_eq!(c.get("socket.timeout.ms"), Some("5000"));
+        assert_eq!(c.get("topic.metadata.refresh.interval.ms"), Some("10000"));
         assert_eq!(c.get("bootstrap.servers"), Some("k:9092"));
         assert!(c.idempotent());
         assert!(!c.clone().set("enable.idempotence", "false").idempotent());

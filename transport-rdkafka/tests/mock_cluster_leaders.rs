@@ -322,6 +322,51 @@ async fn leader_moves_mid_stream() {
     assert_clean(&v, 0, "leader moves");
 }
 
+/// The leader goes silent (it answers nothing for a minute, as a leader cut
+/// from its peers but still reachable by clients does) and leadership moves
+/// to broker 2: nothing tells the client, whose requests to the old leader
+/// just wait. With the transport's defaults the client learns the new
+/// leader from another broker within about 10 s
+/// (`topic.metadata.refresh.interval.ms`; on a real cluster the 5 s
+/// `socket.timeout.ms` drops the silent connection first, and librdkafka
+/// asks another broker at once: see the cluster scenario e), in the same
+/// session. With librdkafka's defaults (300 s, 60 s) it waited 31 s here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_old_leader_is_left_for_the_new_one() {
+    let _serial = serial();
+    init_tracing();
+    let cluster = Cluster::new(3);
+    let (under, stream, monitor) = streaming(&cluster).await;
+    cluster
+        .mock
+        .broker_round_trip_time(1, Duration::from_secs(60))
+        .unwrap();
+    let moved = Instant::now();
+    cluster.lead_all(Some(2));
+    let resumed = monitor.resumed_after(moved, Duration::from_secs(60)).await;
+    let delivered = monitor.delivered();
+    wait_delivered(&monitor, delivered + 4_000, Duration::from_secs(30)).await;
+    let sent = stream.stop().await;
+    monitor.stop().await;
+    cluster
+        .mock
+        .broker_round_trip_time(1, Duration::ZERO)
+        .unwrap();
+    let (stats, m) = under.finish(sent).await;
+    eprintln!(
+        "silent old leader: delivered again {resumed:?} after the move\nstats: {stats:?}\ntransport: {m:?}"
+    );
+    let resumed = resumed.expect("delivery resumed");
+    assert!(
+        resumed <= Duration::from_secs(12),
+        "delivery resumed {resumed:?} after the move"
+    );
+    assert_eq!(stats.link_losses, 0, "{stats:?}");
+    assert_eq!(stats.dead_lettered, 0, "{stats:?}");
+    let v = cluster.verify(sent, &HashSet::new());
+    assert_clean(&v, 10_000, "silent old leader");
+}
+
 /// The leader refuses produce requests for lack of in-sync replicas, several
 /// in a row, first before appending, then after appending (a refusal after
 /// the append may store the batch and so duplicate it on retry; the mock
