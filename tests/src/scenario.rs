@@ -136,6 +136,16 @@ impl<'c> Run<'c> {
         self.services.iter().map(Service::accepted).sum()
     }
 
+    /// Waits (up to 2 minutes) until every partition of the topic has a
+    /// leader and every broker in sync, as an operator would before the
+    /// next step.
+    pub async fn wait_in_sync(&self) {
+        self.cluster
+            .wait_in_sync(&self.topic, Duration::from_secs(120))
+            .await
+            .unwrap();
+    }
+
     /// Acknowledgements the services saw so far on `partitions`.
     pub fn delivered_on(&self, partitions: &[i32]) -> usize {
         self.services.iter().map(|s| s.acks_on(partitions)).sum()

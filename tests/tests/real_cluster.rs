@@ -193,10 +193,7 @@ async fn leader_killed_three_times(r: &mut Run<'_>) {
         tokio::time::sleep(Duration::from_secs(20).saturating_sub(killed.elapsed())).await;
         r.cluster.start_node(leader).await.unwrap();
         r.healed();
-        r.cluster
-            .wait_in_sync(&r.topic, Duration::from_secs(120))
-            .await
-            .unwrap();
+        r.wait_in_sync().await;
     }
 }
 
@@ -208,10 +205,7 @@ async fn clean_shutdown_of_follower_then_leader(r: &mut Run<'_>) {
     tokio::time::sleep(Duration::from_secs(10)).await;
     r.cluster.start_node(follower).await.unwrap();
     r.healed();
-    r.cluster
-        .wait_in_sync(&r.topic, Duration::from_secs(120))
-        .await
-        .unwrap();
+    r.wait_in_sync().await;
     let leader = r.leader_of(0).await;
     r.fault(format!("leader {leader} shut down"), false);
     r.cluster.stop(leader).await.unwrap();
@@ -291,10 +285,7 @@ async fn rolling_restart(r: &mut Run<'_>) {
         r.cluster.stop(node).await.unwrap();
         r.cluster.start_node(node).await.unwrap();
         r.healed();
-        r.cluster
-            .wait_in_sync(&r.topic, Duration::from_secs(120))
-            .await
-            .unwrap();
+        r.wait_in_sync().await;
     }
 }
 
@@ -323,10 +314,7 @@ async fn follower_then_leader_isolated(r: &mut Run<'_>) {
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(isolated.elapsed())).await;
     r.cluster.rejoin(follower).await.unwrap();
     r.healed();
-    r.cluster
-        .wait_in_sync(&r.topic, Duration::from_secs(120))
-        .await
-        .unwrap();
+    r.wait_in_sync().await;
     let leader = r.leader_of(0).await;
     r.cluster.isolate(leader).await.unwrap();
     r.fault(format!("leader {leader} isolated"), false);
@@ -389,10 +377,7 @@ async fn controller_paused_three_times(r: &mut Run<'_>) {
         );
         r.cluster.unpause(controller).await.unwrap();
         r.healed();
-        r.cluster
-            .wait_in_sync(&r.topic, Duration::from_secs(120))
-            .await
-            .unwrap();
+        r.wait_in_sync().await;
     }
 }
 
@@ -406,10 +391,7 @@ async fn crash_then_preferred_leader_election(r: &mut Run<'_>) {
     tokio::time::sleep(Duration::from_secs(120)).await;
     r.cluster.start_node(leader).await.unwrap();
     r.healed();
-    r.cluster
-        .wait_in_sync(&r.topic, Duration::from_secs(120))
-        .await
-        .unwrap();
+    r.wait_in_sync().await;
     r.fault("preferred-leader election".to_owned(), false);
     r.cluster.elect_preferred_leaders(&r.topic).await.unwrap();
     r.healed();
@@ -459,10 +441,7 @@ async fn soak_run(r: &mut Run<'_>) {
         tokio::time::sleep(Duration::from_secs(2 + next(14))).await;
         r.cluster.start_node(node).await.unwrap();
         r.healed();
-        r.cluster
-            .wait_in_sync(&r.topic, Duration::from_secs(120))
-            .await
-            .unwrap();
+        r.wait_in_sync().await;
         tokio::time::sleep(Duration::from_secs(1 + next(10))).await;
     }
 }
