@@ -330,7 +330,8 @@ async fn leader_moves_mid_stream() {
 /// (`topic.metadata.refresh.interval.ms`; on a real cluster the 5 s
 /// `socket.timeout.ms` drops the silent connection first, and librdkafka
 /// asks another broker at once: see the cluster scenario e), in the same
-/// session. With librdkafka's defaults (300 s, 60 s) it waited 31 s here.
+/// session. librdkafka's defaults (300 s, 60 s) leave it waiting for the old
+/// leader's answers, well past the bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_old_leader_is_left_for_the_new_one() {
     let _serial = serial();
