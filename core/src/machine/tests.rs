@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::config::BackoffConfig;
+use crate::config::{BackoffConfig, ConfigBuilder, OverflowPolicy};
+use crate::event::EnqueueError;
+use crate::transport::Ack;
 
 fn config() -> ConfigBuilder {
     Config::builder()
@@ -20,8 +22,6 @@ fn config() -> ConfigBuilder {
         })
         .seed(3)
 }
-
-use crate::config::ConfigBuilder;
 
 fn record(key: &str) -> Record {
     Record::new("topic", b"v".to_vec()).with_key(key.as_bytes().to_vec())
