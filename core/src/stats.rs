@@ -51,6 +51,38 @@ pub struct Stats {
     /// ([`TransportEvent::Stalled`](crate::TransportEvent::Stalled)); cleared by
     /// the next acknowledgement or the end of the session.
     pub stalled: Option<String>,
+    /// What holds sending back while records wait on an established link,
+    /// if anything does.
+    pub send_held: Option<SendHold>,
+}
+
+/// Why records wait although the link is up: the machine's reason for
+/// not sending the next one now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendHold {
+    /// `max_in_flight` records are in flight.
+    InFlightFull,
+    /// The spool has not yet written down that `unrecorded` settled records
+    /// settled; records in flight plus these reach `max_in_flight`, which
+    /// bounds what a crash would send again
+    /// ([`Spool::unrecorded`](crate::Spool::unrecorded)).
+    SpoolUnrecorded {
+        /// Settled records whose settle marks are not yet written.
+        unrecorded: usize,
+    },
+    /// The transport pushed back; sending resumes on
+    /// [`TransportEvent::Ready`](crate::TransportEvent::Ready) or after
+    /// [`BACKPRESSURE_PAUSE`](crate::BACKPRESSURE_PAUSE).
+    Backpressure,
+    /// A retriable failure: sending pauses for a backoff.
+    RetryPause,
+    /// After a failure, the records still in flight are reported first, so
+    /// that resends keep their order.
+    Quiescing,
+    /// A record refused with its batch goes alone: it waits for the records
+    /// in flight, or is in flight alone.
+    SendingAlone,
 }
 
 /// The overall verdict.

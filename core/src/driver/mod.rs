@@ -8,6 +8,7 @@ mod envelope;
 mod producer;
 mod runtime;
 mod shared;
+mod spooling;
 mod supervise;
 mod task;
 

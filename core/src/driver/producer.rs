@@ -11,8 +11,8 @@ use serde::Serialize;
 use crate::config::{Config, ConfigError, OverflowPolicy};
 use crate::event::{EnqueueError, Event};
 use crate::machine::Machine;
-use crate::record::{Record, RecordId};
-use crate::spool::{Room, Spool, SpoolSignal};
+use crate::record::Record;
+use crate::spool::Spool;
 use crate::state::State;
 use crate::stats::{Health, Stats};
 use crate::time::deadline_after;
@@ -22,6 +22,7 @@ use super::delivery::{DeadLetter, DeliveryHandle, Durability};
 use super::envelope::EventEnvelope;
 use super::runtime::{BoxFuture, Runtime};
 use super::shared::{DeadLetterSink, Shared, register, unlock_and_wake_driver};
+use super::spooling::Spooling;
 use super::supervise::Supervised;
 use super::task::Driver;
 
@@ -146,7 +147,7 @@ impl ProducerBuilder {
         let mut machine = Machine::new(config, now);
         let spool = self
             .spool
-            .map(|spool| (Arc::clone(&spool), open_session(&*spool, &mut machine, now)));
+            .map(|spool| Spooling::open(spool, &mut machine, now));
         let dead_letters = self.dead_letters.unwrap_or_else(|| {
             Arc::new(|dl: DeadLetter| {
                 tracing::error!(id = %dl.id, topic = %dl.record.topic, reason = %dl.reason, "dead letter");
@@ -165,70 +166,6 @@ impl ProducerBuilder {
         };
         Ok((producer, Box::pin(driver)))
     }
-}
-
-/// Starts the spool's session and enqueues the records it recovered.
-fn open_session(spool: &dyn Spool, machine: &mut Machine, now: Instant) -> SpoolSignal {
-    let signal = SpoolSignal::new();
-    match spool.open_session(signal.clone()) {
-        Ok(records) => {
-            let n = records.len();
-            for record in records {
-                machine.enqueue_recovered(record, now);
-            }
-            if n > 0 {
-                tracing::info!(records = n, "replaying records recovered from the spool");
-                signal.durable(RecordId(n as u64));
-            }
-        }
-        Err(reason) => {
-            tracing::error!(%reason, "the spool could not start; records will be refused");
-            signal.failed(reason);
-        }
-    }
-    signal
-}
-
-/// Enqueues under the spool's bound too, and appends the accepted record.
-fn enqueue_spooled(
-    machine: &mut Machine,
-    spool: &dyn Spool,
-    signal: &SpoolSignal,
-    record: Record,
-    now: Instant,
-) -> Result<(RecordId, Durability), EnqueueError> {
-    if let Some(reason) = signal.failure() {
-        return Err(EnqueueError::SpoolFailed {
-            record: Box::new(record),
-            reason,
-        });
-    }
-    match spool.room(&record, None) {
-        Room::Failed(reason) => {
-            return Err(EnqueueError::SpoolFailed {
-                record: Box::new(record),
-                reason,
-            });
-        }
-        Room::TooLarge { size, max } => {
-            return Err(EnqueueError::RecordTooLarge {
-                record: Box::new(record),
-                size,
-                max,
-                limit: "the spool's max_record_bytes",
-            });
-        }
-        _ => {}
-    }
-    let id = machine.enqueue_with(record, now, |r, oldest| spool.room(r, oldest) == Room::Fits)?;
-    let durability = match machine.record(id) {
-        Some(r) => {
-            spool.append(id, r);
-            Durability::Spooled(signal.clone())
-        }
-        None => Durability::NotSpooled, // dropped by the overflow policy
-    };
-    Ok((id, durability))
 }
 
 /// The application's handle on a producer: cheap to clone, `Send + Sync`.
@@ -267,9 +204,8 @@ impl Drop for Handle {
             return;
         }
         g.abandoned = true;
-        let deadline = deadline_after(now, self.drop_grace);
-        g.close_deadline = Some(deadline);
-        g.machine.shutdown(deadline, now);
+        g.machine
+            .shutdown(deadline_after(now, self.drop_grace), now);
         unlock_and_wake_driver(g);
     }
 }
@@ -390,7 +326,7 @@ impl Producer {
                 .machine
                 .enqueue(record, now)
                 .map(|id| (id, Durability::NoSpool)),
-            Some((spool, signal)) => enqueue_spooled(&mut g.machine, &**spool, signal, record, now),
+            Some(spooling) => spooling.enqueue(&mut g.machine, record, now),
         };
         match result {
             Ok((id, durability)) => {
@@ -482,9 +418,7 @@ impl Producer {
             let now = self.now();
             let mut g = self.shared().lock();
             if !g.stopped {
-                let deadline = deadline_after(now, timeout);
-                g.close_deadline = Some(g.close_deadline.map_or(deadline, |d| d.min(deadline)));
-                g.machine.shutdown(deadline, now);
+                g.machine.shutdown(deadline_after(now, timeout), now);
                 unlock_and_wake_driver(g);
             }
         }

@@ -11,11 +11,11 @@ use std::time::Instant;
 use crate::event::Event;
 use crate::machine::Machine;
 use crate::record::{Record, RecordId};
-use crate::spool::{Spool, SpoolSignal};
 use crate::state::State;
 
 use super::delivery::{DeadLetter, DeadLetterReason, SlotWindow};
 use super::runtime::Runtime;
+use super::spooling::Spooling;
 
 /// Receives every record that leaves the producer undelivered (except those
 /// `close` hands back).
@@ -26,8 +26,8 @@ pub(crate) struct Shared {
     inner: Mutex<Inner>,
     pub(crate) runtime: Arc<dyn Runtime>,
     pub(crate) dead_letters: DeadLetterSink,
-    /// The spool, if any, and how it reports back.
-    pub(crate) spool: Option<(Arc<dyn Spool>, SpoolSignal)>,
+    /// The spool, if any.
+    pub(crate) spool: Option<Spooling>,
 }
 
 /// Everything behind the lock.
@@ -47,9 +47,6 @@ pub(crate) struct Inner {
     pub(crate) returned: Vec<Record>,
     /// The driver has stopped: nothing will settle any more.
     pub(crate) stopped: bool,
-    /// When the shutdown must end, once `close` (or the last handle's drop)
-    /// asked for it.
-    pub(crate) close_deadline: Option<Instant>,
     /// Every handle was dropped without `close`: records not delivered by
     /// the grace period become dead letters instead of being handed back.
     pub(crate) abandoned: bool,
@@ -107,7 +104,7 @@ impl Shared {
         machine: Machine,
         runtime: Arc<dyn Runtime>,
         dead_letters: DeadLetterSink,
-        spool: Option<(Arc<dyn Spool>, SpoolSignal)>,
+        spool: Option<Spooling>,
     ) -> Self {
         let state = machine.state();
         Self {
@@ -120,7 +117,6 @@ impl Shared {
                 state: (state, 0),
                 returned: Vec::new(),
                 stopped: false,
-                close_deadline: None,
                 abandoned: false,
                 spool_returns: Vec::new(),
                 failure: None,

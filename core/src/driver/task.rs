@@ -2,8 +2,9 @@
 //! settles delivery handles. It is one future, runnable on any executor.
 //!
 //! Each round: (1) drain transport events, (2) fire due timers, (3) carry
-//! out the machine's commands, (4) turn its events into handle outcomes,
-//! dead letters and wake-ups, (5) arm the timer for the next deadline.
+//! out the machine's commands, (4) dispatch its events: handle outcomes,
+//! dead letters, wake-ups and settled records for the spool, (5) arm the
+//! timer for the next deadline.
 //! Rounds repeat while there is work, yielding to the executor every few
 //! rounds, and the task sleeps when there is none.
 
@@ -15,14 +16,13 @@ use std::time::Instant;
 use crate::event::{Command, Event};
 use crate::machine::Machine;
 use crate::record::RecordId;
-use crate::spool::{SPOOL_CLOSE_GRACE, Spool};
 use crate::state::State;
-use crate::time::deadline_after;
-use crate::transport::{Transport, TransportError, TransportEvent};
+use crate::transport::Transport;
 
 use super::delivery::{Completions, DeadLetter, DeadLetterReason, DeliveryError};
 use super::runtime::BoxFuture;
 use super::shared::{Inner, Shared, wake_all};
+use super::spooling::Spooling;
 
 /// Events and commands handled per lock, so senders are not starved.
 const BATCH: usize = 1024;
@@ -38,8 +38,6 @@ pub(crate) struct Driver<T> {
     completions: Completions,
     /// Records settled in a round, for the spool.
     settled: Vec<RecordId>,
-    /// Sending is paused until the spool writes down settled records.
-    spool_paused: bool,
 }
 
 enum Round {
@@ -56,7 +54,6 @@ impl<T: Transport> Driver<T> {
             sleep: None,
             completions: Completions::default(),
             settled: Vec::new(),
-            spool_paused: false,
         }
     }
 
@@ -64,29 +61,21 @@ impl<T: Transport> Driver<T> {
     /// spool.
     pub(crate) async fn run(mut self) {
         poll_fn(|cx| self.poll_until_closed(cx)).await;
-        if let Some((spool, _)) = &self.shared.spool {
-            spool.close(); // its final write and fsync run while the transport closes
+        if let Some(spooling) = &self.shared.spool {
+            spooling.start_close();
         }
-        let (timeout, deadline) = {
-            let g = self.shared.lock();
-            let now = self.shared.runtime.now();
-            let deadline = g.close_deadline.unwrap_or(now);
-            (deadline.saturating_duration_since(now), deadline)
-        };
-        self.transport.close(timeout).await;
-        if let Some((_, signal)) = &self.shared.spool {
-            let mut sleep = self
-                .shared
-                .runtime
-                .sleep_until(deadline_after(deadline, SPOOL_CLOSE_GRACE));
-            poll_fn(|cx| {
-                if signal.poll_done(cx).is_ready() || sleep.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(());
-                }
-                Poll::Pending
-            })
+        let now = self.shared.runtime.now();
+        let deadline = self
+            .shared
+            .lock()
+            .machine
+            .shutdown_deadline()
+            .unwrap_or(now);
+        self.transport
+            .close(deadline.saturating_duration_since(now))
             .await;
-            settle_spool_returns(&self.shared);
+        if let Some(spooling) = &self.shared.spool {
+            spooling.finish_close(&self.shared, deadline).await;
         }
         tracing::debug!("driver stopped");
     }
@@ -121,10 +110,10 @@ impl<T: Transport> Driver<T> {
                 g.machine.handle_timeout(now);
                 busy = true;
             }
-            let spool = self.shared.spool.as_ref().map(|(s, _)| &**s);
-            // Settle before sending too: the spool then counts the records
+            let spool = self.shared.spool.as_ref();
+            // Dispatch before sending too: the spool then counts the records
             // just acknowledged as unrecorded before the window refills.
-            busy |= settle(
+            busy |= dispatch_events(
                 &mut g,
                 spool,
                 &mut self.settled,
@@ -132,24 +121,12 @@ impl<T: Transport> Driver<T> {
                 &mut dead,
                 &mut wake,
             );
-            if let (true, Some((s, signal))) = (self.spool_paused, &self.shared.spool) {
-                if g.machine.in_flight() + s.unrecorded() < g.machine.config().max_in_flight() {
-                    self.spool_paused = false;
-                    g.machine.handle_transport(TransportEvent::Ready, now);
-                } else {
-                    signal.wait_progress(cx.waker());
-                }
+            if let Some(spooling) = spool {
+                busy |= spooling.gate(&mut g.machine, now, cx.waker());
             }
-            let (commands, closed, paused) =
-                run_commands(&mut self.transport, &mut g.machine, spool, now);
-            if paused {
-                self.spool_paused = true;
-                if let Some((_, signal)) = &self.shared.spool {
-                    signal.wait_progress(cx.waker());
-                }
-            }
+            let (commands, closed) = run_commands(&mut self.transport, &mut g.machine, now);
             busy |= commands > 0;
-            busy |= settle(
+            busy |= dispatch_events(
                 &mut g,
                 spool,
                 &mut self.settled,
@@ -157,6 +134,10 @@ impl<T: Transport> Driver<T> {
                 &mut dead,
                 &mut wake,
             );
+            if let Some(spooling) = spool {
+                // The sends may have closed the gate: be woken when it opens.
+                busy |= spooling.gate(&mut g.machine, now, cx.waker());
+            }
             (busy, closed, g.machine.poll_timeout())
         };
         completions.run();
@@ -222,7 +203,9 @@ impl<T> Drop for Driver<T> {
 /// to hand them back (or become dead letters if every handle is gone
 /// already).
 pub(crate) fn finish(shared: &Shared) {
-    settle_spool_returns(shared); // if the executor dropped the driver mid-close
+    if let Some(spooling) = &shared.spool {
+        spooling.resolve_returns(shared); // if the executor dropped the driver mid-close
+    }
     let now = shared.runtime.now();
     let mut g = shared.lock();
     if g.stopped {
@@ -268,46 +251,6 @@ pub(crate) fn finish(shared: &Shared) {
     wake_all(wake);
 }
 
-/// Decides, once the spool has synced what it could, what happens to
-/// the records the machine handed back: Durable ones stay in the spool
-/// for the next start; the others go back to the application (or to
-/// the dead-letter handler when every handle was dropped).
-fn settle_spool_returns(shared: &Shared) {
-    let Some((_, signal)) = &shared.spool else {
-        return;
-    };
-    let through = signal.durable_through();
-    let mut completions = Completions::default();
-    let mut dead = Vec::new();
-    let mut g = shared.lock();
-    let mut kept = 0usize;
-    for (id, record) in std::mem::take(&mut g.spool_returns) {
-        if id <= through {
-            kept += 1;
-            completions.push(g.slots.take(id), Err(DeliveryError::Spooled));
-        } else if g.abandoned {
-            completions.push(g.slots.take(id), Err(DeliveryError::Abandoned));
-            dead.push(DeadLetter::new(id, record, DeadLetterReason::Abandoned));
-        } else {
-            completions.push(g.slots.take(id), Err(DeliveryError::Returned));
-            g.returned.push(record);
-        }
-    }
-    let handed_back = g.returned.len() + dead.len();
-    drop(g);
-    if kept > 0 || handed_back > 0 {
-        tracing::info!(
-            kept_in_spool = kept,
-            handed_back,
-            "closed: undelivered Durable records stay in the spool for the next start"
-        );
-    }
-    completions.run();
-    for letter in dead {
-        shared.dead_letter(letter);
-    }
-}
-
 /// Feeds ready transport events to the machine; true if there were any.
 fn drain_transport<T: Transport>(
     transport: &mut T,
@@ -334,39 +277,21 @@ fn drain_transport<T: Transport>(
     n > 0
 }
 
-/// Carries out the machine's commands; returns how many, whether the
-/// machine closed, and whether sending paused for the spool.
-///
-/// With a spool, a record is sent only while the records in flight plus
-/// those acknowledged but whose settle marks the spool has not yet written
-/// stay within `max_in_flight`: after a crash, at most `max_in_flight`
-/// records are sent again. Otherwise the record goes back as back-pressure
-/// (the machine retries on `Ready`, fed when the spool catches up, or after
-/// its short pause).
+/// Carries out the machine's commands; returns how many, and whether the
+/// machine closed.
 fn run_commands<T: Transport>(
     transport: &mut T,
     machine: &mut Machine,
-    spool: Option<&dyn Spool>,
     now: Instant,
-) -> (usize, bool, bool) {
+) -> (usize, bool) {
     let mut closed = false;
-    let mut paused = false;
     let mut n = 0;
-    let max_in_flight = machine.config().max_in_flight();
     while n < BATCH {
-        let in_flight = machine.in_flight();
         let refused = match machine.poll_command(now) {
             None => break,
             Some(Command::Connect) => {
                 transport.connect();
                 None
-            }
-            Some(Command::Send { id, .. })
-                if spool.is_some_and(|s| in_flight + 1 + s.unrecorded() > max_in_flight) =>
-            {
-                paused = true;
-                let reason = "spool: settle marks of acknowledged records not yet written";
-                Some((id, TransportError::backpressure(reason)))
             }
             Some(Command::Send { id, record }) => transport.send(id, record).err().map(|e| (id, e)),
             Some(Command::Close) => {
@@ -379,14 +304,15 @@ fn run_commands<T: Transport>(
         }
         n += 1;
     }
-    (n, closed, paused)
+    (n, closed)
 }
 
-/// Turns the machine's events into outcomes, dead letters and wake-ups, and
-/// tells the spool what settled; true if there were any events.
-fn settle(
+/// Turns the machine's events into handle outcomes, dead letters and
+/// wake-ups, and tells the spool what settled; true if there were any
+/// events.
+fn dispatch_events(
     g: &mut Inner,
-    spool: Option<&dyn Spool>,
+    spool: Option<&Spooling>,
     settled_ids: &mut Vec<RecordId>,
     completions: &mut Completions,
     dead: &mut Vec<DeadLetter>,

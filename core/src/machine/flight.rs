@@ -155,11 +155,21 @@ impl Machine {
     pub(super) fn may_send(&self, now: Instant) -> bool {
         self.link.is_up()
             && self.queue.waiting_len() > 0
-            && self.queue.in_flight_len() < self.config.max_in_flight()
+            && self.queue.in_flight_len() + self.spool_unrecorded < self.config.max_in_flight()
             && !(self.quiesce && self.queue.in_flight_len() > 0)
             && self.solo.is_none()
             && self.retry_hold.is_none_or(|t| t <= now)
             && self.backpressure_until.is_none_or(|t| t <= now)
+    }
+
+    /// Whether the next waiting record was refused with its batch and must
+    /// go alone.
+    pub(super) fn next_goes_alone(&self) -> bool {
+        !self.isolate.is_empty()
+            && self
+                .queue
+                .peek_waiting_id()
+                .is_some_and(|next| self.isolate.contains(&next))
     }
 
     /// When the session counts as hung, while records are in flight: no

@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::event::{Command, Event};
 use crate::record::{Record, RecordId};
 use crate::state::State;
-use crate::stats::{Health, Stats};
+use crate::stats::{Health, SendHold, Stats};
 use crate::transport::{TransportError, TransportEvent};
 use queue::RecordQueue;
 
@@ -145,6 +145,9 @@ pub struct Machine {
     isolate: BTreeSet<RecordId>,
     /// The record in flight alone, if any.
     solo: Option<RecordId>,
+    /// Settled records whose settle marks the spool has not yet written
+    /// ([`Machine::handle_spool_unrecorded`]).
+    spool_unrecorded: usize,
 }
 
 impl Machine {
@@ -181,6 +184,7 @@ impl Machine {
             valid_topic: None,
             isolate: BTreeSet::new(),
             solo: None,
+            spool_unrecorded: 0,
         }
     }
 
@@ -227,6 +231,38 @@ impl Machine {
         RecordId(self.next_id)
     }
 
+    /// The shutdown deadline, once [`Machine::shutdown`] was called (kept
+    /// after the machine closed).
+    pub fn shutdown_deadline(&self) -> Option<Instant> {
+        self.closing
+    }
+
+    /// What holds sending back while records wait on an established link,
+    /// if anything does (also in [`Stats::send_held`]).
+    pub fn send_hold(&self, now: Instant) -> Option<SendHold> {
+        if !self.link.is_up() || self.queue.waiting_len() == 0 {
+            return None;
+        }
+        let in_flight = self.queue.in_flight_len();
+        if in_flight >= self.config.max_in_flight() {
+            Some(SendHold::InFlightFull)
+        } else if in_flight + self.spool_unrecorded >= self.config.max_in_flight() {
+            Some(SendHold::SpoolUnrecorded {
+                unrecorded: self.spool_unrecorded,
+            })
+        } else if self.solo.is_some() || (in_flight > 0 && self.next_goes_alone()) {
+            Some(SendHold::SendingAlone)
+        } else if self.quiesce && in_flight > 0 {
+            Some(SendHold::Quiescing)
+        } else if self.retry_hold.is_some_and(|t| t > now) {
+            Some(SendHold::RetryPause)
+        } else if self.backpressure_until.is_some_and(|t| t > now) {
+            Some(SendHold::Backpressure)
+        } else {
+            None
+        }
+    }
+
     /// Whether every record with an id up to `target` has settled
     /// (delivered, dead-lettered, dropped or returned).
     pub fn is_settled(&self, target: RecordId) -> bool {
@@ -260,6 +296,7 @@ impl Machine {
             link_losses: c.link_losses,
             last_error: self.last_error.clone(),
             stalled: self.stalled.clone(),
+            send_held: self.send_hold(now),
         }
     }
 
@@ -291,6 +328,16 @@ impl Machine {
                 }
             }
         }
+    }
+
+    /// Reports how many settled records the spool has not yet written down
+    /// as settled ([`Spool::unrecorded`](crate::Spool::unrecorded)). Sending
+    /// keeps the records in flight plus these within `max_in_flight`, so
+    /// that after a crash at most `max_in_flight` records are sent again;
+    /// while that holds sending back, [`Machine::send_hold`] says
+    /// [`SendHold::SpoolUnrecorded`]. Without a spool it stays 0.
+    pub fn handle_spool_unrecorded(&mut self, unrecorded: usize) {
+        self.spool_unrecorded = unrecorded;
     }
 
     /// Reports that [`Transport::send`](crate::Transport::send) refused the
@@ -399,9 +446,8 @@ impl Machine {
             self.quiesce = false;
             self.flight_moved = now;
         }
-        if !self.isolate.is_empty()
+        if self.next_goes_alone()
             && let Some(next) = self.queue.next_waiting_id()
-            && self.isolate.contains(&next)
         {
             if self.queue.in_flight_len() > 0 {
                 return None; // it goes alone, once the others settle

@@ -158,6 +158,17 @@ impl RecordQueue {
         self.slots.get(at).map(|s| s.id)
     }
 
+    /// Like [`RecordQueue::next_waiting_id`], without moving the cursor.
+    pub(crate) fn peek_waiting_id(&self) -> Option<RecordId> {
+        if self.waiting == 0 {
+            return None;
+        }
+        self.slots
+            .range(self.cursor..)
+            .find(|s| s.waiting().is_some())
+            .map(|s| s.id)
+    }
+
     /// Removes a record, wherever it is held.
     pub(crate) fn remove(&mut self, id: RecordId) -> Option<Held> {
         let at = self.position(id).ok()?;

@@ -589,3 +589,25 @@ fn a_stall_the_transport_explains_is_not_a_hang_and_shows_in_health() {
     m.handle_timeout(t0 + s(25));
     assert_eq!(m.state(), State::Disconnected);
 }
+
+#[test]
+fn unrecorded_spool_settle_marks_share_the_window_and_are_named() {
+    let t0 = Instant::now();
+    let mut m = connected(t0);
+    for k in ["a", "b", "c", "d"] {
+        m.enqueue(record(k), t0).unwrap();
+    }
+    m.handle_spool_unrecorded(2);
+    // max_in_flight 3: one record in flight beside two unrecorded marks.
+    assert_eq!(commands(&mut m, t0).1, vec![1]);
+    assert_eq!(
+        m.stats(t0).send_held,
+        Some(SendHold::SpoolUnrecorded { unrecorded: 2 })
+    );
+    m.handle_spool_unrecorded(0);
+    assert_eq!(commands(&mut m, t0).1, vec![2, 3]);
+    assert_eq!(m.send_hold(t0), Some(SendHold::InFlightFull));
+    m.handle_transport(TransportEvent::Delivered(Ack::new(RecordId(1))), t0);
+    assert_eq!(commands(&mut m, t0).1, vec![4]);
+    assert_eq!(m.send_hold(t0), None, "nothing waits");
+}

@@ -105,7 +105,6 @@ impl Machine {
                 "closed with undelivered records handed back"
             );
         }
-        self.closing = None;
         self.drain_target = None;
         self.isolate.clear();
         self.solo = None;
