@@ -13,7 +13,11 @@
 //! them), and one sharing its payload and key (`Bytes` clones). Delivery
 //! handles are dropped at once, as a fire-and-forget service does.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    reason = "a bench binary: it stops on an unexpected error and prints its figures"
+)]
 
 use std::sync::Arc;
 

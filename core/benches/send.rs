@@ -7,7 +7,11 @@
 //! `cargo bench -p robust-producer --bench send` (`RECORDS=N` to change the
 //! count, default 2 000 000).
 
-#![allow(clippy::unwrap_used, clippy::print_stdout)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    reason = "a bench binary: it stops on an unexpected error and prints its figures"
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -95,7 +95,13 @@ pub use config::{
     BackoffConfig, Config, ConfigBuilder, ConfigError, DEFAULT_MAX_RECORD_BYTES, HealthConfig,
     OverflowPolicy,
 };
-pub use driver::*;
+#[cfg(feature = "tokio")]
+pub use driver::TokioRuntime;
+pub use driver::{
+    BoxFuture, DEFAULT_DROP_GRACE, DeadLetter, DeadLetterReason, DeliveryError, DeliveryHandle,
+    ENVELOPE_VERSION, EVENT_ID_HEADER, EVENT_TYPE_HEADER, EventEnvelope, FlushError,
+    PRODUCER_HEADER, Producer, ProducerBuilder, Runtime, SendEventError, StateWatch,
+};
 pub use event::{Command, EnqueueError, Event};
 pub use headers::Headers;
 pub use machine::{BACKPRESSURE_PAUSE, LOST_ACK_FACTOR, Machine};

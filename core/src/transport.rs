@@ -34,7 +34,6 @@
 //!    done: on its own thread, or by waking the driver (through
 //!    `next_event`'s waker) when there is some.
 
-use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -76,8 +75,12 @@ pub enum ErrorClass {
     Isolate,
 }
 
-/// A classified failure reported by a transport.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A classified failure reported by a transport. Built with
+/// [`TransportError::new`] or a shorthand such as
+/// [`TransportError::retriable`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{class:?}: {reason}")]
+#[non_exhaustive]
 pub struct TransportError {
     /// What the core should do about it.
     pub class: ErrorClass,
@@ -125,14 +128,6 @@ impl TransportError {
         Self::new(ErrorClass::Isolate, reason)
     }
 }
-
-impl fmt::Display for TransportError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}: {}", self.class, self.reason)
-    }
-}
-
-impl std::error::Error for TransportError {}
 
 /// The broker's acknowledgement of one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

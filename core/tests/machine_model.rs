@@ -21,7 +21,10 @@
 //! shutdown ends by its deadline. At the end the faults stop and everything
 //! still held must be delivered.
 
-#![allow(clippy::unwrap_used)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};

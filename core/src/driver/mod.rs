@@ -5,6 +5,7 @@
 
 mod delivery;
 mod envelope;
+mod outcome;
 mod producer;
 mod runtime;
 mod shared;
@@ -12,10 +13,11 @@ mod spooling;
 mod supervise;
 mod task;
 
-pub use delivery::{DeadLetter, DeadLetterReason, DeliveryError, DeliveryHandle};
+pub use delivery::DeliveryHandle;
 pub use envelope::{
     ENVELOPE_VERSION, EVENT_ID_HEADER, EVENT_TYPE_HEADER, EventEnvelope, PRODUCER_HEADER,
 };
+pub use outcome::{DeadLetter, DeadLetterReason, DeliveryError};
 pub use producer::{
     DEFAULT_DROP_GRACE, FlushError, Producer, ProducerBuilder, SendEventError, StateWatch,
 };

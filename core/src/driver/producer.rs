@@ -18,8 +18,9 @@ use crate::stats::{Health, Stats};
 use crate::time::deadline_after;
 use crate::transport::Transport;
 
-use super::delivery::{DeadLetter, DeliveryHandle, Durability};
+use super::delivery::{DeliveryHandle, Durability};
 use super::envelope::EventEnvelope;
+use super::outcome::DeadLetter;
 use super::runtime::{BoxFuture, Runtime};
 use super::shared::{DeadLetterSink, Shared, register, unlock_and_wake_driver};
 use super::spooling::Spooling;
@@ -207,6 +208,17 @@ impl Drop for Handle {
         g.machine
             .shutdown(deadline_after(now, self.drop_grace), now);
         unlock_and_wake_driver(g);
+    }
+}
+
+impl fmt::Debug for ProducerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProducerBuilder")
+            .field("config", &self.config)
+            .field("dead_letter_handler", &self.dead_letters.is_some())
+            .field("drop_grace", &self.drop_grace)
+            .field("spool", &self.spool.is_some())
+            .finish()
     }
 }
 

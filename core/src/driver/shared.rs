@@ -13,7 +13,8 @@ use crate::machine::Machine;
 use crate::record::{Record, RecordId};
 use crate::state::State;
 
-use super::delivery::{DeadLetter, DeadLetterReason, SlotWindow};
+use super::delivery::SlotWindow;
+use super::outcome::{DeadLetter, DeadLetterReason};
 use super::runtime::Runtime;
 use super::spooling::Spooling;
 

@@ -19,7 +19,8 @@ use crate::spool::{Room, SPOOL_CLOSE_GRACE, Spool, SpoolSignal};
 use crate::stats::SendHold;
 use crate::time::deadline_after;
 
-use super::delivery::{Completions, DeadLetter, DeadLetterReason, DeliveryError, Durability};
+use super::delivery::{Completions, Durability};
+use super::outcome::{DeadLetter, DeadLetterReason, DeliveryError};
 use super::shared::Shared;
 
 /// An attached spool and the signal through which it reports back.

@@ -1,6 +1,6 @@
 //! Keeps a producer truthful when its driver dies: [`Supervised`] wraps the
 //! driver future, catches a panic in it, records the reason, and then
-//! settles every open delivery handle with it (see [`finish`]). The
+//! completes every open delivery handle with it (see [`finish`]). The
 //! producer then reports [`State::Failed`](crate::State::Failed) instead of
 //! looking alive.
 

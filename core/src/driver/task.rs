@@ -19,7 +19,8 @@ use crate::record::RecordId;
 use crate::state::State;
 use crate::transport::Transport;
 
-use super::delivery::{Completions, DeadLetter, DeadLetterReason, DeliveryError};
+use super::delivery::Completions;
+use super::outcome::{DeadLetter, DeadLetterReason, DeliveryError};
 use super::runtime::BoxFuture;
 use super::shared::{Inner, Shared, wake_all};
 use super::spooling::Spooling;

@@ -5,7 +5,7 @@
 //! or whose link is lost goes back to waiting in its place, so nothing
 //! newer overtakes it.
 //!
-//! A record stays in its slot from acceptance until it settles: sending it
+//! A record stays in its entry from acceptance until it settles: sending it
 //! flips a flag instead of moving it (a held record is 184 bytes, and with
 //! 100 000 queued it is long out of the cache by the time it is sent).
 //! Acknowledgements come in id order per partition but interleaved across
@@ -31,15 +31,15 @@ pub(crate) struct Held {
     pub(crate) bucket: u64,
 }
 
-/// A slot: a held record, waiting or in flight, or a tombstone.
+/// An entry: a held record, waiting or in flight, or a tombstone.
 #[derive(Debug)]
-struct Slot {
+struct Entry {
     id: RecordId,
     held: Option<Held>,
     in_flight: bool,
 }
 
-impl Slot {
+impl Entry {
     fn waiting(&self) -> Option<&Held> {
         self.held.as_ref().filter(|_| !self.in_flight)
     }
@@ -49,13 +49,13 @@ impl Slot {
 const COMPACT_SLACK: usize = 1024;
 
 /// Held records, waiting and in flight, sorted by id. Invariants: the first
-/// and last slots are live (or there are none); every slot before `cursor`
+/// and last entries are live (or there are none); every entry before `cursor`
 /// is in flight or a tombstone; tombstones never exceed `live +
 /// COMPACT_SLACK` for long.
 #[derive(Debug)]
 pub(crate) struct RecordQueue {
-    slots: VecDeque<Slot>,
-    /// No waiting record before this slot.
+    entries: VecDeque<Entry>,
+    /// No waiting record before this entry.
     cursor: usize,
     waiting: usize,
     in_flight: usize,
@@ -66,7 +66,7 @@ pub(crate) struct RecordQueue {
 impl RecordQueue {
     pub(crate) fn new(ack_timeout: Duration) -> Self {
         Self {
-            slots: VecDeque::new(),
+            entries: VecDeque::new(),
             cursor: 0,
             waiting: 0,
             in_flight: 0,
@@ -104,27 +104,27 @@ impl RecordQueue {
 
     /// The held record with the smallest id (the oldest accepted).
     pub(crate) fn oldest(&self) -> Option<&Held> {
-        self.slots.front().and_then(|s| s.held.as_ref())
+        self.entries.front().and_then(|s| s.held.as_ref())
     }
 
     /// Whether the oldest held record is waiting (not in flight).
     pub(crate) fn oldest_is_waiting(&self) -> bool {
-        self.slots.front().is_some_and(|s| s.waiting().is_some())
+        self.entries.front().is_some_and(|s| s.waiting().is_some())
     }
 
     /// The held record `id`, waiting or in flight.
     pub(crate) fn get(&self, id: RecordId) -> Option<&Held> {
         let at = self.position(id).ok()?;
-        self.slots.get(at).and_then(|s| s.held.as_ref())
+        self.entries.get(at).and_then(|s| s.held.as_ref())
     }
 
     /// Appends a newly accepted record; its id is above every held one.
     #[inline]
     pub(crate) fn push_new(&mut self, held: Held) {
-        debug_assert!(self.slots.back().is_none_or(|b| b.id < held.id));
+        debug_assert!(self.entries.back().is_none_or(|b| b.id < held.id));
         self.bytes += held.size;
         self.waiting += 1;
-        self.slots.push_back(Slot {
+        self.entries.push_back(Entry {
             id: held.id,
             held: Some(held),
             in_flight: false,
@@ -140,11 +140,11 @@ impl RecordQueue {
         let at = self.first_waiting()?;
         self.cursor = at + 1;
         let bucket = self.clock.sent(now);
-        let slot = self.slots.get_mut(at)?;
-        slot.in_flight = true;
+        let entry = self.entries.get_mut(at)?;
+        entry.in_flight = true;
         self.waiting -= 1;
         self.in_flight += 1;
-        let held = slot.held.as_mut()?;
+        let held = entry.held.as_mut()?;
         held.bucket = bucket;
         Some(held)
     }
@@ -155,7 +155,7 @@ impl RecordQueue {
             return None;
         }
         let at = self.first_waiting()?;
-        self.slots.get(at).map(|s| s.id)
+        self.entries.get(at).map(|s| s.id)
     }
 
     /// Like [`RecordQueue::next_waiting_id`], without moving the cursor.
@@ -163,7 +163,7 @@ impl RecordQueue {
         if self.waiting == 0 {
             return None;
         }
-        self.slots
+        self.entries
             .range(self.cursor..)
             .find(|s| s.waiting().is_some())
             .map(|s| s.id)
@@ -172,9 +172,9 @@ impl RecordQueue {
     /// Removes a record, wherever it is held.
     pub(crate) fn remove(&mut self, id: RecordId) -> Option<Held> {
         let at = self.position(id).ok()?;
-        let slot = self.slots.get_mut(at)?;
-        let held = slot.held.take()?;
-        let in_flight = slot.in_flight;
+        let entry = self.entries.get_mut(at)?;
+        let held = entry.held.take()?;
+        let in_flight = entry.in_flight;
         self.removed(in_flight, held.size, held.bucket);
         Some(held)
     }
@@ -183,14 +183,18 @@ impl RecordQueue {
     /// [`RecordQueue::remove`]; false when it is not held.
     #[inline]
     pub(crate) fn discard(&mut self, id: RecordId) -> bool {
-        let Some(slot) = self.position(id).ok().and_then(|at| self.slots.get_mut(at)) else {
+        let Some(entry) = self
+            .position(id)
+            .ok()
+            .and_then(|at| self.entries.get_mut(at))
+        else {
             return false;
         };
-        let Some(&Held { size, bucket, .. }) = slot.held.as_ref() else {
+        let Some(&Held { size, bucket, .. }) = entry.held.as_ref() else {
             return false;
         };
-        let in_flight = slot.in_flight;
-        slot.held = None;
+        let in_flight = entry.in_flight;
+        entry.held = None;
         self.removed(in_flight, size, bucket);
         true
     }
@@ -214,14 +218,14 @@ impl RecordQueue {
         let Ok(at) = self.position(id) else {
             return false;
         };
-        let Some(slot) = self.slots.get_mut(at) else {
+        let Some(entry) = self.entries.get_mut(at) else {
             return false;
         };
-        let Some(held) = slot.held.as_ref().filter(|_| slot.in_flight) else {
+        let Some(held) = entry.held.as_ref().filter(|_| entry.in_flight) else {
             return false;
         };
         self.clock.settled(held.bucket);
-        slot.in_flight = false;
+        entry.in_flight = false;
         self.in_flight -= 1;
         self.waiting += 1;
         self.cursor = self.cursor.min(at);
@@ -236,8 +240,8 @@ impl RecordQueue {
             return 0;
         }
         self.clock.clear();
-        for slot in &mut self.slots {
-            slot.in_flight = false;
+        for entry in &mut self.entries {
+            entry.in_flight = false;
         }
         self.waiting += moved;
         self.in_flight = 0;
@@ -251,7 +255,7 @@ impl RecordQueue {
             return None;
         }
         let at = self.first_waiting()?;
-        let held = self.slots.get_mut(at)?.held.take()?;
+        let held = self.entries.get_mut(at)?.held.take()?;
         self.removed(false, held.size, held.bucket);
         Some(held)
     }
@@ -262,7 +266,7 @@ impl RecordQueue {
         self.bytes = 0;
         self.waiting = 0;
         self.cursor = 0;
-        std::mem::take(&mut self.slots)
+        std::mem::take(&mut self.entries)
             .into_iter()
             .filter_map(|s| s.held)
             .collect()
@@ -271,18 +275,18 @@ impl RecordQueue {
     /// Ids currently in flight, in order (for tests and checks).
     #[cfg(test)]
     pub(crate) fn in_flight_ids(&self) -> Vec<RecordId> {
-        self.slots
+        self.entries
             .iter()
             .filter(|s| s.in_flight && s.held.is_some())
             .map(|s| s.id)
             .collect()
     }
 
-    /// The first waiting slot at or after the cursor (there is none
+    /// The first waiting entry at or after the cursor (there is none
     /// before it); moves the cursor there.
     fn first_waiting(&mut self) -> Option<usize> {
         let offset = self
-            .slots
+            .entries
             .range(self.cursor..)
             .position(|s| s.waiting().is_some())?;
         self.cursor += offset;
@@ -291,51 +295,51 @@ impl RecordQueue {
 
     /// Trims tombstones at both ends; compacts when they pile up.
     fn tidy(&mut self) {
-        while self.slots.front().is_some_and(|s| s.held.is_none()) {
-            self.slots.pop_front();
+        while self.entries.front().is_some_and(|s| s.held.is_none()) {
+            self.entries.pop_front();
             self.cursor = self.cursor.saturating_sub(1);
         }
-        while self.slots.back().is_some_and(|s| s.held.is_none()) {
-            self.slots.pop_back();
+        while self.entries.back().is_some_and(|s| s.held.is_none()) {
+            self.entries.pop_back();
         }
-        self.cursor = self.cursor.min(self.slots.len());
-        if self.slots.len() > 2 * self.len() + COMPACT_SLACK {
+        self.cursor = self.cursor.min(self.entries.len());
+        if self.entries.len() > 2 * self.len() + COMPACT_SLACK {
             // The cursor stays valid: compaction keeps the order, and no
-            // waiting slot lies before it.
+            // waiting entry lies before it.
             let before = self
-                .slots
+                .entries
                 .range(..self.cursor)
                 .filter(|s| s.held.is_some())
                 .count();
-            self.slots.retain(|s| s.held.is_some());
+            self.entries.retain(|s| s.held.is_some());
             self.cursor = before;
         }
     }
 
-    /// The slot of `id`, or where it would go. Records are accepted in id
-    /// order and tombstones keep their place, so slot ids are usually
-    /// consecutive and `id - front` finds the slot at once. A compaction (or
+    /// The entry of `id`, or where it would go. Records are accepted in id
+    /// order and tombstones keep their place, so entry ids are usually
+    /// consecutive and `id - front` finds the entry at once. A compaction (or
     /// ids the overflow policy dropped before they were held) leaves gaps
     /// below the records accepted after it, which `back - id` still finds at
     /// once; the rest need a binary search.
     #[inline]
     fn position(&self, id: RecordId) -> Result<usize, usize> {
-        let (Some(front), Some(back)) = (self.slots.front(), self.slots.back()) else {
+        let (Some(front), Some(back)) = (self.entries.front(), self.entries.back()) else {
             return Err(0);
         };
         let from_front = id.0.checked_sub(front.id.0);
         let from_back = back.id.0.checked_sub(id.0).and_then(|d| {
             let d = usize::try_from(d).ok()?;
-            (self.slots.len() - 1).checked_sub(d)
+            (self.entries.len() - 1).checked_sub(d)
         });
         for guess in [from_front.and_then(|d| usize::try_from(d).ok()), from_back] {
             if let Some(at) = guess
-                && self.slots.get(at).is_some_and(|s| s.id == id)
+                && self.entries.get(at).is_some_and(|s| s.id == id)
             {
                 return Ok(at);
             }
         }
-        self.slots.binary_search_by_key(&id, |s| s.id)
+        self.entries.binary_search_by_key(&id, |s| s.id)
     }
 }
 
@@ -391,14 +395,14 @@ mod tests {
         assert_eq!(q.in_flight_len(), 1);
         assert_eq!(q.len(), 1);
         assert_eq!(q.bytes(), 11);
-        assert!(q.slots.len() <= 2 * q.len() + COMPACT_SLACK);
+        assert!(q.entries.len() <= 2 * q.len() + COMPACT_SLACK);
         assert_eq!(q.oldest().map(|h| h.id), Some(RecordId(1)));
         assert_eq!(q.in_flight_ids(), [RecordId(1)]);
         assert!(q.remove(RecordId(2)).is_none(), "already removed");
         assert!(!q.discard(RecordId(3)), "already discarded");
         assert!(q.remove(RecordId(1)).is_some());
         assert!(q.is_empty());
-        assert!(q.slots.is_empty());
+        assert!(q.entries.is_empty());
     }
 
     #[test]
