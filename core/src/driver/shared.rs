@@ -13,8 +13,8 @@ use crate::machine::Machine;
 use crate::record::{Record, RecordId};
 use crate::state::State;
 
-use super::delivery::SlotWindow;
-use super::outcome::{DeadLetter, DeadLetterReason};
+use super::delivery::{Completions, SlotWindow};
+use super::outcome::{DeadLetter, DeadLetterReason, DeliveryError};
 use super::runtime::Runtime;
 use super::spooling::Spooling;
 
@@ -68,6 +68,25 @@ impl Inner {
             State::Failed
         } else {
             self.machine.state()
+        }
+    }
+
+    /// A record the machine handed back at shutdown goes back to the
+    /// application (`close` returns it) or, when every handle was dropped,
+    /// to the dead-letter handler.
+    pub(crate) fn hand_back(
+        &mut self,
+        id: RecordId,
+        record: Record,
+        completions: &mut Completions,
+        dead: &mut Vec<DeadLetter>,
+    ) {
+        if self.abandoned {
+            completions.push(self.slots.take(id), Err(DeliveryError::Abandoned));
+            dead.push(DeadLetter::new(id, record, DeadLetterReason::Abandoned));
+        } else {
+            completions.push(self.slots.take(id), Err(DeliveryError::Returned));
+            self.returned.push(record);
         }
     }
 

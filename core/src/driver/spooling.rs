@@ -20,7 +20,7 @@ use crate::stats::SendHold;
 use crate::time::deadline_after;
 
 use super::delivery::{Completions, Durability};
-use super::outcome::{DeadLetter, DeadLetterReason, DeliveryError};
+use super::outcome::DeliveryError;
 use super::shared::Shared;
 
 /// An attached spool and the signal through which it reports back.
@@ -156,12 +156,8 @@ impl Spooling {
             if id <= through {
                 kept += 1;
                 completions.push(g.slots.take(id), Err(DeliveryError::Spooled));
-            } else if g.abandoned {
-                completions.push(g.slots.take(id), Err(DeliveryError::Abandoned));
-                dead.push(DeadLetter::new(id, record, DeadLetterReason::Abandoned));
             } else {
-                completions.push(g.slots.take(id), Err(DeliveryError::Returned));
-                g.returned.push(record);
+                g.hand_back(id, record, &mut completions, &mut dead);
             }
         }
         let handed_back = g.returned.len() + dead.len();

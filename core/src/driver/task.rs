@@ -356,12 +356,8 @@ fn dispatch_events(
                 if spool.is_some() {
                     // Decided once the spool's final fsync is done.
                     g.spool_returns.push((id, record));
-                } else if g.abandoned {
-                    completions.push(g.slots.take(id), Err(DeliveryError::Abandoned));
-                    dead.push(DeadLetter::new(id, record, DeadLetterReason::Abandoned));
                 } else {
-                    completions.push(g.slots.take(id), Err(DeliveryError::Returned));
-                    g.returned.push(record);
+                    g.hand_back(id, record, completions, dead);
                 }
             }
             Event::StateChanged { to, .. } => {

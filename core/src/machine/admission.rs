@@ -125,13 +125,7 @@ impl Machine {
             return Ok(id);
         }
         trace!(%id, size, "accepted");
-        self.queue.push_new(Held {
-            id,
-            record,
-            size,
-            accepted_at: now,
-            bucket: 0,
-        });
+        self.hold(id, record, size, now);
         Ok(id)
     }
 
@@ -147,6 +141,12 @@ impl Machine {
         self.counters.accepted += 1;
         let size = record.size();
         trace!(%id, size, "recovered");
+        self.hold(id, record, size, now);
+        id
+    }
+
+    /// Takes an accepted record into the queue.
+    fn hold(&mut self, id: RecordId, record: Record, size: usize, now: Instant) {
         self.queue.push_new(Held {
             id,
             record,
@@ -154,7 +154,6 @@ impl Machine {
             accepted_at: now,
             bucket: 0,
         });
-        id
     }
 
     pub(super) fn drop_record(&mut self, id: RecordId, record: Record, policy: &'static str) {
