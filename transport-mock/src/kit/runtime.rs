@@ -29,17 +29,21 @@ struct ManualClock {
 /// delays follow the same clock).
 ///
 /// ```
+/// use std::task::{Context, Waker};
 /// use std::time::Duration;
 /// use robust_producer::Runtime;
 /// use robust_producer_mock::ManualRuntime;
 ///
 /// let rt = ManualRuntime::new();
 /// let start = rt.now();
-/// let _sleep = rt.sleep_until(start + Duration::from_secs(1));
+/// let mut sleep = rt.sleep_until(start + Duration::from_secs(1));
+/// let mut cx = Context::from_waker(Waker::noop());
+/// assert!(sleep.as_mut().poll(&mut cx).is_pending());
 /// assert_eq!(rt.next_sleep(), Some(start + Duration::from_secs(1)));
 /// rt.advance(Duration::from_secs(1));
 /// assert_eq!(rt.now(), start + Duration::from_secs(1));
 /// assert_eq!(rt.next_sleep(), None, "the due sleep was woken");
+/// assert!(sleep.as_mut().poll(&mut cx).is_ready());
 /// ```
 #[derive(Clone)]
 pub struct ManualRuntime(Arc<Mutex<ManualClock>>);

@@ -16,6 +16,7 @@ use robust_producer::{
 
 /// How a [`ScriptedTransport`] answers `connect`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConnectReply {
     /// [`TransportEvent::Connected`] at once.
     Accept,
@@ -28,6 +29,7 @@ pub enum ConnectReply {
 
 /// How a [`ScriptedTransport`] answers `send`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendReply {
     /// Takes the record and acknowledges it at once.
     Ack,

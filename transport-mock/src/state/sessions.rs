@@ -145,7 +145,7 @@ impl Shared {
                 link.state = LinkState::Connecting {
                     due: Some(deadline_after(now, self.net.delay)),
                 };
-                self.settle_link(li, now);
+                self.run_due_on_link(li, now);
             }
         }
     }
@@ -286,7 +286,7 @@ impl Shared {
 
     /// Completes every connect and processes every record of link `li`
     /// that is due at `now`.
-    pub(crate) fn settle_link(&mut self, li: usize, now: Instant) {
+    pub(crate) fn run_due_on_link(&mut self, li: usize, now: Instant) {
         let link = &mut self.links[li];
         if let LinkState::Connecting { due: Some(due) } = link.state
             && due <= now
@@ -308,10 +308,11 @@ impl Shared {
         }
     }
 
-    pub(crate) fn settle(&mut self) {
+    /// Runs what is due now on every link.
+    pub(crate) fn run_due(&mut self) {
         let now = self.now();
         for li in 0..self.links.len() {
-            self.settle_link(li, now);
+            self.run_due_on_link(li, now);
         }
     }
 
@@ -342,10 +343,10 @@ impl Shared {
         }
     }
 
-    /// Moves the queued events of link `li` into `inbox` (empty), settling
-    /// first, and reports `Ready` when back-pressure is over.
+    /// Moves the queued events of link `li` into `inbox` (empty), after
+    /// running what is due, and reports `Ready` when back-pressure is over.
     pub(crate) fn refill(&mut self, li: usize, inbox: &mut VecDeque<TransportEvent>, now: Instant) {
-        self.settle_link(li, now);
+        self.run_due_on_link(li, now);
         let link = &mut self.links[li];
         mem::swap(&mut link.events, inbox);
         link.unserved = link.unserved.saturating_sub(link.record_events);
