@@ -4,18 +4,15 @@
 //! refused at `send`; a configuration that cannot work with the transport
 //! is refused at start.
 
-#![allow(clippy::unwrap_used)]
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use proptest::prelude::*;
 use robust_producer::{
     BackoffConfig, Config, ConfigError, EnqueueError, HealthConfig, OverflowPolicy, Producer,
-    Record, RecordId, TokioRuntime, Transport, TransportError, TransportEvent, TransportLimits,
+    Record, TokioRuntime, TransportLimits,
 };
-use robust_producer_mock::MockBroker;
+use robust_producer_mock::{MockBroker, ScriptedTransport};
 
 /// The durations worth trying: zero, the smallest, ordinary ones, very
 /// large ones and the largest.
@@ -209,41 +206,8 @@ async fn drop_grace_max_does_not_panic_in_drop() {
 }
 
 /// A transport that states limits, and acknowledges everything at once.
-struct Limited {
-    limits: TransportLimits,
-    acks: std::collections::VecDeque<TransportEvent>,
-}
-
-#[async_trait]
-impl Transport for Limited {
-    fn connect(&mut self) {
-        self.acks.push_back(TransportEvent::Connected);
-    }
-    fn send(&mut self, id: RecordId, _record: &Record) -> Result<(), TransportError> {
-        self.acks
-            .push_back(TransportEvent::Delivered(robust_producer::Ack::new(id)));
-        Ok(())
-    }
-    fn try_next_event(&mut self) -> Option<TransportEvent> {
-        self.acks.pop_front()
-    }
-    async fn next_event(&mut self) -> TransportEvent {
-        match self.acks.pop_front() {
-            Some(event) => event,
-            None => std::future::pending().await,
-        }
-    }
-    async fn close(&mut self, _timeout: Duration) {}
-    fn limits(&self) -> TransportLimits {
-        self.limits
-    }
-}
-
-fn limited(limits: TransportLimits) -> Limited {
-    Limited {
-        limits,
-        acks: std::collections::VecDeque::new(),
-    }
+fn limited(limits: TransportLimits) -> ScriptedTransport {
+    ScriptedTransport::new().with_limits(limits)
 }
 
 #[tokio::test]

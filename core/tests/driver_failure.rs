@@ -3,62 +3,22 @@
 //! health, `send`, delivery handles) and every held record is handed back
 //! by `close`, or dead-lettered with the reason when no handle is left.
 
-#![allow(clippy::unwrap_used)]
+#![expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use robust_producer::{
-    Ack, Config, DeadLetter, DeadLetterReason, DeliveryError, EnqueueError, Producer, Record,
-    RecordId, State, TokioRuntime, Transport, TransportError, TransportEvent, Verdict,
+    Config, DeadLetter, DeadLetterReason, DeliveryError, EnqueueError, Producer, Record, State,
+    TokioRuntime, Verdict,
 };
-use robust_producer_mock::MockBroker;
+use robust_producer_mock::{MockBroker, ScriptedTransport};
 
 /// Acknowledges records at once, and panics on the `panic_on`-th send.
-struct PanicsOnSend {
-    sent: usize,
-    panic_on: usize,
-    events: VecDeque<TransportEvent>,
-}
-
-impl PanicsOnSend {
-    fn new(panic_on: usize) -> Self {
-        Self {
-            sent: 0,
-            panic_on,
-            events: VecDeque::new(),
-        }
-    }
-}
-
-#[async_trait]
-impl Transport for PanicsOnSend {
-    fn connect(&mut self) {
-        self.events.push_back(TransportEvent::Connected);
-    }
-    fn send(&mut self, id: RecordId, _record: &Record) -> Result<(), TransportError> {
-        self.sent += 1;
-        assert!(
-            self.sent < self.panic_on,
-            "transport bug on send {}",
-            self.sent
-        );
-        self.events
-            .push_back(TransportEvent::Delivered(Ack::new(id)));
-        Ok(())
-    }
-    fn try_next_event(&mut self) -> Option<TransportEvent> {
-        self.events.pop_front()
-    }
-    async fn next_event(&mut self) -> TransportEvent {
-        match self.events.pop_front() {
-            Some(event) => event,
-            None => std::future::pending().await,
-        }
-    }
-    async fn close(&mut self, _timeout: Duration) {}
+fn panics_on_send(panic_on: u64) -> ScriptedTransport {
+    ScriptedTransport::new().on_send(move |sent, _, _| {
+        assert!(sent < panic_on, "transport bug on send {sent}");
+    })
 }
 
 fn rec(i: usize) -> Record {
@@ -78,7 +38,7 @@ async fn wait_for_state(producer: &Producer, state: State) {
 #[tokio::test]
 async fn a_panicking_driver_leaves_a_failed_producer_that_says_why() {
     let producer = Producer::builder(Config::builder().build().unwrap())
-        .start(PanicsOnSend::new(3), TokioRuntime::new())
+        .start(panics_on_send(3), TokioRuntime::new())
         .unwrap();
     let first = producer.send(rec(1)).await.unwrap();
     assert!(first.await.is_ok());
@@ -143,7 +103,7 @@ async fn without_handles_a_failed_producers_records_become_dead_letters() {
             let letters = Arc::clone(&letters);
             move |dl| letters.lock().unwrap().push(dl)
         })
-        .start(PanicsOnSend::new(1), TokioRuntime::new())
+        .start(panics_on_send(1), TokioRuntime::new())
         .unwrap();
     let handles: Vec<_> = (1..=3)
         .map(|i| producer.try_send(rec(i)).unwrap())

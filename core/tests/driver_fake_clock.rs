@@ -2,177 +2,26 @@
 //! application's futures are polled by hand, time moves only when the test
 //! moves it, and a scripted transport answers exactly as told.
 
-#![allow(clippy::unwrap_used)]
+#![expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_trait::async_trait;
 use robust_producer::{
     Ack, BackoffConfig, BoxFuture, Config, DeadLetter, DeadLetterReason, DeliveryError,
     EnqueueError, FlushError, OverflowPolicy, Producer, Record, RecordId, Runtime, State,
-    Transport, TransportError, TransportEvent,
+    TransportError, TransportEvent,
 };
-
-// ----- a fake clock -----------------------------------------------------
-
-#[derive(Default)]
-struct Clock {
-    now: Option<Instant>,
-    sleepers: Vec<(Instant, Waker)>,
-}
-
-#[derive(Clone)]
-struct FakeRuntime(Arc<Mutex<Clock>>);
-
-impl FakeRuntime {
-    fn new() -> Self {
-        Self(Arc::new(Mutex::new(Clock {
-            now: Some(Instant::now()),
-            sleepers: Vec::new(),
-        })))
-    }
-
-    fn advance(&self, by: Duration) {
-        let mut c = self.0.lock().unwrap();
-        let now = c.now.unwrap() + by;
-        c.now = Some(now);
-        let (due, later): (Vec<_>, Vec<_>) = c.sleepers.drain(..).partition(|(t, _)| *t <= now);
-        c.sleepers = later;
-        drop(c);
-        due.into_iter().for_each(|(_, w)| w.wake());
-    }
-
-    fn next_sleep(&self) -> Option<Instant> {
-        self.0
-            .lock()
-            .unwrap()
-            .sleepers
-            .iter()
-            .map(|(t, _)| *t)
-            .min()
-    }
-}
-
-struct Sleep {
-    clock: Arc<Mutex<Clock>>,
-    deadline: Instant,
-}
-
-impl Future for Sleep {
-    type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut c = self.clock.lock().unwrap();
-        if c.now.unwrap() >= self.deadline {
-            return Poll::Ready(());
-        }
-        c.sleepers.push((self.deadline, cx.waker().clone()));
-        Poll::Pending
-    }
-}
-
-impl Runtime for FakeRuntime {
-    fn now(&self) -> Instant {
-        self.0.lock().unwrap().now.unwrap()
-    }
-    fn sleep_until(&self, deadline: Instant) -> BoxFuture {
-        Box::pin(Sleep {
-            clock: self.0.clone(),
-            deadline,
-        })
-    }
-    fn spawn(&self, _task: BoxFuture) {
-        unreachable!("tests poll the driver themselves")
-    }
-}
-
-// ----- a scripted transport ---------------------------------------------
-
-#[derive(Default)]
-struct Script {
-    connects: usize,
-    sent: Vec<RecordId>,
-    events: VecDeque<TransportEvent>,
-    waker: Option<Waker>,
-    closed: bool,
-    refuse_sends: bool,
-    /// Records handed off when each `idle` call came.
-    idles: Vec<usize>,
-}
-
-#[derive(Clone, Default)]
-struct Scripted(Arc<Mutex<Script>>);
-
-impl Scripted {
-    fn push(&self, e: TransportEvent) {
-        let mut s = self.0.lock().unwrap();
-        s.events.push_back(e);
-        if let Some(w) = s.waker.take() {
-            w.wake();
-        }
-    }
-    fn ack_all(&self) {
-        let sent: Vec<_> = self.0.lock().unwrap().sent.drain(..).collect();
-        for id in sent {
-            self.push(TransportEvent::Delivered(Ack::new(id)));
-        }
-    }
-    fn sent(&self) -> Vec<u64> {
-        self.0.lock().unwrap().sent.iter().map(|i| i.0).collect()
-    }
-    fn connects(&self) -> usize {
-        self.0.lock().unwrap().connects
-    }
-}
-
-#[async_trait]
-impl Transport for Scripted {
-    fn connect(&mut self) {
-        self.0.lock().unwrap().connects += 1;
-    }
-    fn send(&mut self, id: RecordId, _record: &Record) -> Result<(), TransportError> {
-        let mut s = self.0.lock().unwrap();
-        if s.refuse_sends {
-            return Err(TransportError::link("down"));
-        }
-        s.sent.push(id);
-        Ok(())
-    }
-    fn try_next_event(&mut self) -> Option<TransportEvent> {
-        self.0.lock().unwrap().events.pop_front()
-    }
-    async fn next_event(&mut self) -> TransportEvent {
-        std::future::poll_fn(|cx| {
-            let mut s = self.0.lock().unwrap();
-            match s.events.pop_front() {
-                Some(e) => Poll::Ready(e),
-                None => {
-                    s.waker = Some(cx.waker().clone());
-                    Poll::Pending
-                }
-            }
-        })
-        .await
-    }
-    async fn close(&mut self, _timeout: Duration) {
-        self.0.lock().unwrap().closed = true;
-    }
-    fn idle(&mut self) {
-        let mut s = self.0.lock().unwrap();
-        let sent = s.sent.len();
-        s.idles.push(sent);
-    }
-}
+use robust_producer_mock::{ConnectReply, ManualRuntime, ScriptedTransport, SendReply};
 
 // ----- harness ----------------------------------------------------------
 
 struct Harness {
-    rt: FakeRuntime,
-    transport: Scripted,
+    rt: ManualRuntime,
+    transport: ScriptedTransport,
     producer: Producer,
     driver: Option<BoxFuture>,
     dead: Arc<Mutex<Vec<DeadLetter>>>,
@@ -194,8 +43,11 @@ fn config() -> robust_producer::ConfigBuilder {
 
 impl Harness {
     fn new(config: Config) -> Self {
-        let rt = FakeRuntime::new();
-        let transport = Scripted::default();
+        let rt = ManualRuntime::new();
+        // Connects wait for the test's word; records wait for `ack_all`.
+        let transport = ScriptedTransport::new();
+        transport.set_connect(ConnectReply::Silent);
+        transport.set_send(SendReply::Hold);
         let dead = Arc::new(Mutex::new(Vec::new()));
         let sink = dead.clone();
         let (producer, driver) = Producer::builder(config)
@@ -231,8 +83,18 @@ impl Harness {
     }
 
     fn connect(&mut self) {
-        self.transport.push(TransportEvent::Connected);
+        self.transport.push_event(TransportEvent::Connected);
         self.run();
+    }
+
+    /// The records handed off and not yet acknowledged.
+    fn sent(&self) -> Vec<u64> {
+        self.transport.held().iter().map(|id| id.0).collect()
+    }
+
+    /// Acknowledges every record handed off.
+    fn ack_all(&self) {
+        self.transport.release_all();
     }
 
     /// Polls the driver once.
@@ -262,14 +124,11 @@ fn start_with_broker_down_accepts_at_once_and_delivers_after_connect() {
         .map(|i| h.producer.try_send(rec(&format!("k{i}"))).unwrap())
         .collect();
     h.run();
-    assert!(
-        h.transport.sent().is_empty(),
-        "nothing sent before connected"
-    );
+    assert!(h.sent().is_empty(), "nothing sent before connected");
     assert!(poll_once(&mut handles[0]).is_pending());
 
     h.transport
-        .push(TransportEvent::ConnectFailed("refused".into()));
+        .push_event(TransportEvent::ConnectFailed("refused".into()));
     h.run();
     assert_eq!(h.producer.state(), State::Disconnected);
     h.advance(Duration::from_millis(99));
@@ -279,11 +138,11 @@ fn start_with_broker_down_accepts_at_once_and_delivers_after_connect() {
 
     h.connect();
     assert_eq!(h.producer.state(), State::Draining);
-    assert_eq!(h.transport.sent(), [1, 2, 3, 4], "in-flight window of 4");
-    h.transport.ack_all();
+    assert_eq!(h.sent(), [1, 2, 3, 4], "in-flight window of 4");
+    h.ack_all();
     h.run();
-    assert_eq!(h.transport.sent(), [5, 6]);
-    h.transport.ack_all();
+    assert_eq!(h.sent(), [5, 6]);
+    h.ack_all();
     h.run();
     assert_eq!(h.producer.state(), State::Connected);
     for (i, handle) in handles.iter_mut().enumerate() {
@@ -327,7 +186,7 @@ fn flush_waits_for_acknowledgements_and_times_out_on_the_fake_clock() {
     assert!(poll_once(&mut flush).is_pending());
     h.run();
     assert_eq!(h.producer.state(), State::Draining);
-    h.transport.ack_all();
+    h.ack_all();
     h.run();
     assert_eq!(poll_once(&mut flush), Poll::Ready(Ok(())));
     assert_eq!(h.producer.state(), State::Connected);
@@ -371,7 +230,7 @@ fn close_during_an_outage_returns_the_undelivered_records_by_the_deadline() {
     let keys: Vec<_> = returned.iter().map(|r| r.key.clone().unwrap()).collect();
     assert_eq!(keys, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
     assert!(h.driver.is_none(), "driver finished");
-    assert!(h.transport.0.lock().unwrap().closed);
+    assert!(h.transport.closes() > 0, "the transport was closed");
     for handle in &mut handles {
         assert_eq!(poll_once(handle), Poll::Ready(Err(DeliveryError::Returned)));
     }
@@ -397,7 +256,7 @@ fn block_policy_waits_for_room_then_gives_up_at_its_timeout() {
     let p = h.producer.clone();
     let mut blocked = Box::pin(p.send(rec("c")));
     assert!(poll_once(&mut blocked).is_pending(), "queue full: waits");
-    h.transport.ack_all();
+    h.ack_all();
     h.run();
     assert!(
         matches!(poll_once(&mut blocked), Poll::Ready(Ok(_))),
@@ -425,12 +284,12 @@ fn permanent_failures_reach_the_dead_letter_handler_with_their_reason() {
     let mut bad = h.producer.try_send(rec("a")).unwrap();
     let mut good = h.producer.try_send(rec("a")).unwrap();
     h.run();
-    h.transport.push(TransportEvent::Failed {
+    h.transport.push_event(TransportEvent::Failed {
         id: bad.id(),
         error: TransportError::permanent("Broker: Message size too large"),
     });
     h.transport
-        .push(TransportEvent::Delivered(Ack::new(good.id())));
+        .push_event(TransportEvent::Delivered(Ack::new(good.id())));
     h.run();
     assert!(
         matches!(poll_once(&mut bad), Poll::Ready(Err(DeliveryError::DeadLettered { reason })) if reason.contains("too large"))
@@ -447,17 +306,18 @@ fn permanent_failures_reach_the_dead_letter_handler_with_their_reason() {
 #[test]
 fn link_errors_from_send_reconnect_and_resend_in_order() {
     let mut h = Harness::new(config().build().unwrap());
-    h.transport.0.lock().unwrap().refuse_sends = true;
+    h.transport
+        .set_send(SendReply::Refuse(TransportError::link("down")));
     h.connect();
     for k in ["a", "b"] {
         drop(h.producer.try_send(rec(k)).unwrap());
     }
     h.run();
     assert_eq!(h.producer.state(), State::Disconnected);
-    h.transport.0.lock().unwrap().refuse_sends = false;
+    h.transport.set_send(SendReply::Hold);
     h.advance(Duration::from_millis(100));
     h.connect();
-    assert_eq!(h.transport.sent(), [1, 2]);
+    assert_eq!(h.sent(), [1, 2]);
 }
 
 #[test]
@@ -499,7 +359,7 @@ fn dropping_every_handle_delivers_for_the_grace_period_then_dead_letters() {
     let producer = std::mem::replace(
         &mut h.producer,
         Producer::builder(config().build().unwrap())
-            .build(Scripted::default(), Arc::new(h.rt.clone()))
+            .build(ScriptedTransport::new(), Arc::new(h.rt.clone()))
             .expect("the producer config fits the transport")
             .0,
     );
@@ -520,7 +380,7 @@ fn dropping_every_handle_delivers_for_the_grace_period_then_dead_letters() {
 fn driver_tells_the_transport_when_it_goes_idle_and_only_then() {
     let mut h = Harness::new(config().build().unwrap());
     h.connect();
-    let idles = |h: &Harness| h.transport.0.lock().unwrap().idles.clone();
+    let idles = |h: &Harness| h.transport.idles();
     let before = idles(&h).len();
 
     let _handles: Vec<_> = (0..6)
@@ -528,13 +388,13 @@ fn driver_tells_the_transport_when_it_goes_idle_and_only_then() {
         .collect();
     assert!(h.poll_driver().is_pending());
     // One poll: the window (4) handed off, then idle, once, after the sends.
-    assert_eq!(h.transport.sent(), vec![1, 2, 3, 4]);
+    assert_eq!(h.sent(), vec![1, 2, 3, 4]);
     assert_eq!(idles(&h)[before..], [4]);
 
     // Acks free the window: the next poll sends the rest, then goes idle.
-    h.transport.ack_all();
+    h.ack_all();
     assert!(h.poll_driver().is_pending());
-    assert_eq!(h.transport.sent(), vec![5, 6]);
+    assert_eq!(h.sent(), vec![5, 6]);
     assert_eq!(idles(&h)[before..], [4, 2]);
 
     // A poll that ends because the driver yields while still busy is not
@@ -552,10 +412,10 @@ fn driver_tells_the_transport_when_it_goes_idle_and_only_then() {
         .map(|i| h.producer.try_send(rec(&format!("k{i}"))).unwrap())
         .collect();
     assert!(h.poll_driver().is_pending());
-    let sent = h.transport.sent().len();
+    let sent = h.sent().len();
     assert!(sent > 0 && sent < 5000, "{sent}");
     assert_eq!(idles(&h).len(), before, "yielded while busy: not idle");
     assert!(h.poll_driver().is_pending());
-    assert_eq!(h.transport.sent().len(), 5000);
+    assert_eq!(h.sent().len(), 5000);
     assert_eq!(idles(&h)[before..], [5000]);
 }

@@ -8,39 +8,14 @@
 //! loaded machine cannot fail it: a slower machine only makes the timer
 //! due after fewer yields.
 
-#![allow(clippy::unwrap_used)]
-
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::Context;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use robust_producer::{BoxFuture, Config, Producer, Record, Runtime, TokioRuntime};
-use robust_producer_mock::{MockBroker, Storage};
+use robust_producer::{Config, Producer, Record, TokioRuntime};
+use robust_producer_mock::{CountYields, MockBroker, Storage};
 
 const BACKLOG: usize = 200_000;
-
-/// Tokio's runtime, counting the driver's yields.
-struct CountingYields {
-    inner: TokioRuntime,
-    yields: Arc<AtomicUsize>,
-}
-
-impl Runtime for CountingYields {
-    fn now(&self) -> Instant {
-        self.inner.now()
-    }
-    fn sleep_until(&self, deadline: Instant) -> BoxFuture {
-        self.inner.sleep_until(deadline)
-    }
-    fn spawn(&self, task: BoxFuture) {
-        self.inner.spawn(task);
-    }
-    fn yield_soon(&self, cx: &mut Context<'_>) {
-        self.yields.fetch_add(1, Ordering::Relaxed);
-        self.inner.yield_soon(cx);
-    }
-}
 
 #[tokio::test(flavor = "current_thread")]
 async fn timers_of_other_tasks_fire_while_the_driver_drains() {
@@ -54,11 +29,9 @@ async fn timers_of_other_tasks_fire_while_the_driver_drains() {
         .max_in_flight(BACKLOG)
         .build()
         .unwrap();
-    let yields = Arc::new(AtomicUsize::new(0));
-    let runtime = CountingYields {
-        inner: TokioRuntime::new(),
-        yields: Arc::clone(&yields),
-    };
+    // Tokio's runtime, counting the driver's yields.
+    let runtime = CountYields::new(TokioRuntime::new());
+    let yields = runtime.counter();
     let producer = Producer::builder(config)
         .start(broker.transport(), runtime)
         .expect("the producer config fits the transport");

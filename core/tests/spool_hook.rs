@@ -3,36 +3,16 @@
 //! policies, settled reports, close keeping Durable records, and the
 //! in-flight window shared with unrecorded settle marks.
 
-#![allow(clippy::unwrap_used)]
+#![expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use robust_producer::{
-    Ack, BoxFuture, Config, DeliveryError, DurableError, EnqueueError, OverflowPolicy, Producer,
-    Record, RecordId, Room, Runtime, Spool, SpoolSignal, Transport, TransportError, TransportEvent,
+    Config, DeliveryError, DurableError, EnqueueError, OverflowPolicy, Producer, Record, RecordId,
+    Room, Spool, SpoolSignal, TokioRuntime, TransportEvent,
 };
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
-
-/// tokio as the runtime (the `tokio` feature's `TokioRuntime`, inlined so
-/// that this test needs no feature).
-struct Rt(tokio::runtime::Handle);
-
-impl Runtime for Rt {
-    fn now(&self) -> std::time::Instant {
-        tokio::time::Instant::now().into_std()
-    }
-
-    fn sleep_until(&self, deadline: std::time::Instant) -> BoxFuture {
-        Box::pin(tokio::time::sleep_until(deadline.into()))
-    }
-
-    fn spawn(&self, task: BoxFuture) {
-        drop(self.0.spawn(task));
-    }
-}
+use robust_producer_mock::{ConnectReply, ScriptedTransport, SendReply};
 
 /// An in-memory spool: holds up to `capacity` unsettled records; Durable
 /// when the test says so.
@@ -111,115 +91,27 @@ impl Spool for MemSpool {
     }
 }
 
-/// A broker that stores payloads and acks when told (or at once).
-#[derive(Default)]
-struct BrokerState {
-    up: bool,
-    hold: bool,
-    log: Vec<Vec<u8>>,
-    held: VecDeque<RecordId>,
-    events: Option<UnboundedSender<TransportEvent>>,
-}
-
-#[derive(Clone, Default)]
-struct Broker(Arc<Mutex<BrokerState>>);
-
-impl Broker {
-    fn new(up: bool, hold: bool) -> Self {
-        let b = Self::default();
-        {
-            let mut s = b.0.lock().unwrap();
-            s.up = up;
-            s.hold = hold;
-        }
-        b
+/// A broker that stores payloads and acks when told (`hold`) or at once;
+/// connects fail while it is not `up`.
+fn scripted_broker(up: bool, hold: bool) -> ScriptedTransport {
+    let broker = ScriptedTransport::new();
+    if !up {
+        broker.set_connect(ConnectReply::Refuse("down".into()));
     }
-
-    fn transport(&self) -> Conn {
-        let (tx, rx) = unbounded_channel();
-        self.0.lock().unwrap().events = Some(tx);
-        Conn {
-            broker: self.clone(),
-            rx,
-        }
+    if hold {
+        broker.set_send(SendReply::Hold);
     }
-
-    fn log(&self) -> Vec<String> {
-        let s = self.0.lock().unwrap();
-        s.log
-            .iter()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .collect()
-    }
-
-    fn release(&self, n: usize) {
-        let mut s = self.0.lock().unwrap();
-        for _ in 0..n {
-            if let Some(id) = s.held.pop_front() {
-                let _ = s
-                    .events
-                    .as_ref()
-                    .unwrap()
-                    .send(TransportEvent::Delivered(Ack::new(id)));
-            }
-        }
-    }
-}
-
-struct Conn {
-    broker: Broker,
-    rx: UnboundedReceiver<TransportEvent>,
-}
-
-#[async_trait]
-impl Transport for Conn {
-    fn connect(&mut self) {
-        let s = self.broker.0.lock().unwrap();
-        let e = if s.up {
-            TransportEvent::Connected
-        } else {
-            TransportEvent::ConnectFailed("down".into())
-        };
-        let _ = s.events.as_ref().unwrap().send(e);
-    }
-
-    fn send(&mut self, id: RecordId, record: &Record) -> Result<(), TransportError> {
-        let mut s = self.broker.0.lock().unwrap();
-        s.log.push(record.payload.to_vec());
-        if s.hold {
-            s.held.push_back(id);
-        } else {
-            let _ = s
-                .events
-                .as_ref()
-                .unwrap()
-                .send(TransportEvent::Delivered(Ack::new(id)));
-        }
-        Ok(())
-    }
-
-    fn try_next_event(&mut self) -> Option<TransportEvent> {
-        self.rx.try_recv().ok()
-    }
-
-    async fn next_event(&mut self) -> TransportEvent {
-        match self.rx.recv().await {
-            Some(e) => e,
-            None => std::future::pending().await,
-        }
-    }
-
-    async fn close(&mut self, _timeout: Duration) {}
+    broker
 }
 
 fn rec(text: &str) -> Record {
     Record::new("t", text.as_bytes().to_vec()).with_key(b"k".to_vec())
 }
 
-fn start(spool: &MemSpool, broker: &Broker, config: Config) -> Producer {
+fn start(spool: &MemSpool, broker: &ScriptedTransport, config: Config) -> Producer {
     Producer::builder(config)
         .spool(spool.clone())
-        .start(broker.transport(), Rt(tokio::runtime::Handle::current()))
+        .start(broker.connection(), TokioRuntime::new())
         .expect("the producer config fits the transport")
 }
 
@@ -236,7 +128,7 @@ async fn eventually(mut f: impl FnMut() -> bool) {
 #[tokio::test]
 async fn recovered_records_go_first_in_order_are_durable_and_reported_settled() {
     let spool = MemSpool::new(100, vec![rec("old1"), rec("old2")]);
-    let broker = Broker::new(true, false);
+    let broker = scripted_broker(true, false);
     let producer = start(&spool, &broker, Config::builder().build().unwrap());
     let h = producer.send(rec("new")).await.unwrap();
     assert_eq!(h.id(), RecordId(3), "recovered records take ids 1 and 2");
@@ -245,7 +137,7 @@ async fn recovered_records_go_first_in_order_are_durable_and_reported_settled() 
     h.durable().await.unwrap();
     h.await.unwrap();
     producer.flush(Duration::from_secs(5)).await.unwrap();
-    assert_eq!(broker.log(), ["old1", "old2", "new"]);
+    assert_eq!(broker.payloads(), ["old1", "old2", "new"]);
     eventually(|| spool.0.lock().unwrap().settled.len() == 3).await;
     let st = spool.0.lock().unwrap();
     assert_eq!(
@@ -258,7 +150,7 @@ async fn recovered_records_go_first_in_order_are_durable_and_reported_settled() 
 
 #[tokio::test]
 async fn a_full_spool_meets_the_overflow_policy() {
-    let broker = Broker::new(false, false);
+    let broker = scripted_broker(false, false);
     // Reject: SpoolFull with the record.
     let spool = MemSpool::new(2, Vec::new());
     let reject = Config::builder()
@@ -289,7 +181,7 @@ async fn a_full_spool_meets_the_overflow_policy() {
 #[tokio::test]
 async fn close_keeps_durable_records_in_the_spool_and_hands_back_the_rest() {
     let spool = MemSpool::new(100, Vec::new());
-    let broker = Broker::new(false, false);
+    let broker = scripted_broker(false, false);
     let producer = start(&spool, &broker, Config::builder().build().unwrap());
     let a = producer.send(rec("a")).await.unwrap();
     let b = producer.send(rec("b")).await.unwrap();
@@ -309,7 +201,7 @@ async fn close_keeps_durable_records_in_the_spool_and_hands_back_the_rest() {
 #[tokio::test]
 async fn a_failed_spool_refuses_records_and_fails_durable() {
     let spool = MemSpool::new(100, Vec::new());
-    let broker = Broker::new(true, true);
+    let broker = scripted_broker(true, true);
     let producer = start(&spool, &broker, Config::builder().build().unwrap());
     let h = producer.send(rec("a")).await.unwrap();
     spool.signal().failed("fdatasync: EIO");
@@ -319,8 +211,8 @@ async fn a_failed_spool_refuses_records_and_fails_durable() {
     );
     let e = producer.send(rec("b")).await.unwrap_err();
     assert!(matches!(e, EnqueueError::SpoolFailed { ref reason, .. } if reason.contains("EIO")));
-    eventually(|| broker.0.lock().unwrap().held.len() == 1).await;
-    broker.release(1);
+    eventually(|| broker.held().len() == 1).await;
+    broker.release_oldest(1);
     h.await.unwrap(); // still delivered from memory
 }
 
@@ -328,20 +220,20 @@ async fn a_failed_spool_refuses_records_and_fails_durable() {
 async fn unrecorded_settle_marks_share_the_in_flight_window() {
     let spool = MemSpool::new(1000, Vec::new());
     spool.0.lock().unwrap().unrecorded = 3;
-    let broker = Broker::new(true, true);
+    let broker = scripted_broker(true, true);
     let config = Config::builder().max_in_flight(4).build().unwrap();
     let producer = start(&spool, &broker, config);
     for i in 0..10 {
         drop(producer.send(rec(&format!("r{i}"))).await.unwrap());
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(broker.log().len(), 1, "4 in flight minus 3 unrecorded");
+    assert_eq!(broker.payloads().len(), 1, "4 in flight minus 3 unrecorded");
     spool.0.lock().unwrap().unrecorded = 0;
     spool.signal().progress();
-    eventually(|| broker.log().len() == 4).await;
-    eventually(|| broker.0.lock().unwrap().held.len() == 4).await;
-    broker.release(4);
-    eventually(|| broker.log().len() == 8).await;
+    eventually(|| broker.payloads().len() == 4).await;
+    eventually(|| broker.held().len() == 4).await;
+    broker.release_oldest(4);
+    eventually(|| broker.payloads().len() == 8).await;
     producer.close(Duration::from_millis(20)).await;
 }
 

@@ -19,8 +19,9 @@
 //! by default (`SpoolConfig::preallocate`), which spares each fdatasync the
 //! file-size update: the stricter comparison.
 //!
-//! The transport acknowledges at once, so records settle and segments are
-//! deleted as in steady operation.
+//! The transport (the test kit's scripted one, keeping no records)
+//! acknowledges at once, so records settle and segments are deleted as in
+//! steady operation.
 //!
 //! ```text
 //! cargo bench -p robust-producer-spool --bench spool
@@ -28,58 +29,18 @@
 //! SPOOL_BENCH_ONLY=always SPOOL_BENCH_TURNS=10 cargo bench ...  # only Always vs raw, alternated
 //! ```
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)]
+#![expect(clippy::unwrap_used, reason = "a benchmark stops at the first failure")]
+#![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use robust_producer::{
-    Ack, Config, OverflowPolicy, Producer, Record, RecordId, TokioRuntime, Transport,
-    TransportError, TransportEvent,
-};
+use robust_producer::{Config, OverflowPolicy, Producer, Record, TokioRuntime};
+use robust_producer_mock::ScriptedTransport;
 use robust_producer_spool::{DiskSpool, FsyncPolicy, SpoolConfig};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
-
-/// Acknowledges every record at once.
-struct AckAll {
-    tx: UnboundedSender<TransportEvent>,
-    rx: UnboundedReceiver<TransportEvent>,
-}
-
-impl AckAll {
-    fn new() -> Self {
-        let (tx, rx) = unbounded_channel();
-        Self { tx, rx }
-    }
-}
-
-#[async_trait]
-impl Transport for AckAll {
-    fn connect(&mut self) {
-        let _ = self.tx.send(TransportEvent::Connected);
-    }
-
-    fn send(&mut self, id: RecordId, _record: &Record) -> Result<(), TransportError> {
-        let _ = self.tx.send(TransportEvent::Delivered(Ack::new(id)));
-        Ok(())
-    }
-
-    fn try_next_event(&mut self) -> Option<TransportEvent> {
-        self.rx.try_recv().ok()
-    }
-
-    async fn next_event(&mut self) -> TransportEvent {
-        match self.rx.recv().await {
-            Some(e) => e,
-            None => std::future::pending().await,
-        }
-    }
-
-    async fn close(&mut self, _timeout: Duration) {}
-}
+use tokio::sync::mpsc::unbounded_channel;
 
 struct Figures {
     rate: f64,
@@ -151,7 +112,10 @@ fn producer(spool: &DiskSpool) -> Producer {
         .unwrap();
     Producer::builder(config)
         .spool(spool.clone())
-        .start(AckAll::new(), TokioRuntime::new())
+        .start(
+            ScriptedTransport::new().forget_records(),
+            TokioRuntime::new(),
+        )
         .expect("the producer config fits the transport")
 }
 

@@ -2,23 +2,24 @@
 //! out-of-order settlement, the overflow policies on a full spool, segment
 //! deletion, the directory lock, and a full disk.
 
-#![allow(clippy::unwrap_used)]
+#![expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Broker, producer_config, rec, spool_config};
+use common::{broker_down, broker_up, producer_config, rec, spool_config};
 use robust_producer::{
     DeliveryError, DurableError, EnqueueError, OverflowPolicy, Producer, RecordId, TokioRuntime,
 };
+use robust_producer_mock::{ScriptedTransport, SendReply};
 use robust_producer_spool::{DiskSpool, FsyncPolicy, SpoolConfig, SpoolError};
 
-fn start(spool: &DiskSpool, broker: &Broker, overflow: OverflowPolicy) -> Producer {
+fn start(spool: &DiskSpool, broker: &ScriptedTransport, overflow: OverflowPolicy) -> Producer {
     let config = producer_config().overflow(overflow).build().unwrap();
     Producer::builder(config)
         .spool(spool.clone())
-        .start(broker.transport(), TokioRuntime::new())
+        .start(broker.connection(), TokioRuntime::new())
         .expect("the producer config fits the transport")
 }
 
@@ -41,7 +42,7 @@ async fn records_become_durable_and_delivered_and_delivered_ones_are_not_replaye
     ] {
         let dir = tempfile::tempdir().unwrap();
         let spool = DiskSpool::open(spool_config(dir.path(), fsync)).unwrap();
-        let broker = Broker::up();
+        let broker = broker_up();
         let producer = start(&spool, &broker, OverflowPolicy::Reject);
         let mut handles = Vec::new();
         for i in 0..200 {
@@ -71,7 +72,7 @@ async fn records_become_durable_and_delivered_and_delivered_ones_are_not_replaye
 async fn undelivered_durable_records_stay_in_the_spool_at_close_and_are_replayed_first_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let spool = DiskSpool::open(spool_config(dir.path(), FsyncPolicy::Always)).unwrap();
-    let down = Broker::down();
+    let down = broker_down();
     let producer = start(&spool, &down, OverflowPolicy::Reject);
     let mut handles = Vec::new();
     for i in 0..50 {
@@ -97,7 +98,7 @@ async fn undelivered_durable_records_stay_in_the_spool_at_close_and_are_replayed
 
     let spool = DiskSpool::open(spool_config(dir.path(), FsyncPolicy::Always)).unwrap();
     assert_eq!(spool.recovery().replayed, 50);
-    let broker = Broker::up();
+    let broker = broker_up();
     let producer = start(&spool, &broker, OverflowPolicy::Reject);
     let mut new = Vec::new();
     for i in 0..5 {
@@ -111,7 +112,7 @@ async fn undelivered_durable_records_stay_in_the_spool_at_close_and_are_replayed
         .map(|i| format!("old{i}"))
         .chain((0..5).map(|i| format!("new{i}")))
         .collect();
-    assert_eq!(broker.log(), expected);
+    assert_eq!(broker.payloads(), expected);
     assert!(producer.close(Duration::from_secs(1)).await.is_empty());
     drop((producer, spool));
     let spool = DiskSpool::open(spool_config(dir.path(), FsyncPolicy::Always)).unwrap();
@@ -122,14 +123,14 @@ async fn undelivered_durable_records_stay_in_the_spool_at_close_and_are_replayed
 async fn out_of_order_deliveries_are_not_replayed_but_the_rest_is() {
     let dir = tempfile::tempdir().unwrap();
     let spool = DiskSpool::open(spool_config(dir.path(), FsyncPolicy::Always)).unwrap();
-    let broker = Broker::up();
-    broker.set_hold(true);
+    let broker = broker_up();
+    broker.set_send(SendReply::Hold);
     let producer = start(&spool, &broker, OverflowPolicy::Reject);
     let mut handles = Vec::new();
     for i in 1..=40 {
         handles.push(producer.send(rec("k", &format!("r{i}"))).await.unwrap());
     }
-    eventually(|| broker.0.lock().unwrap().held.len() == 40).await;
+    eventually(|| broker.held().len() == 40).await;
     // Odd ids acknowledged, in reverse; even ids never.
     let released = broker.release(|id| id.0 % 2 == 1);
     assert_eq!(released, 20);
@@ -142,14 +143,14 @@ async fn out_of_order_deliveries_are_not_replayed_but_the_rest_is() {
 
     let spool = DiskSpool::open(spool_config(dir.path(), FsyncPolicy::Always)).unwrap();
     assert_eq!(spool.recovery().replayed, 20);
-    let broker2 = Broker::up();
+    let broker2 = broker_up();
     let producer = start(&spool, &broker2, OverflowPolicy::Reject);
     producer.flush(Duration::from_secs(5)).await.unwrap();
     let expected: Vec<String> = (1..=40)
         .filter(|i| i % 2 == 0)
         .map(|i| format!("r{i}"))
         .collect();
-    assert_eq!(broker2.log(), expected);
+    assert_eq!(broker2.payloads(), expected);
 }
 
 #[tokio::test]
@@ -163,8 +164,8 @@ async fn a_full_spool_meets_the_overflow_policy() {
         .build()
         .unwrap();
     let spool = DiskSpool::open(config.clone()).unwrap();
-    let broker = Broker::up();
-    broker.set_hold(true);
+    let broker = broker_up();
+    broker.set_send(SendReply::Hold);
     let producer = start(&spool, &broker, OverflowPolicy::Reject);
     let mut accepted = 0;
     let refused = loop {
@@ -180,7 +181,7 @@ async fn a_full_spool_meets_the_overflow_policy() {
     );
     assert_eq!(refused.into_record().payload.len(), big.len());
     assert!((15..=27).contains(&accepted), "accepted {accepted}");
-    eventually(|| broker.0.lock().unwrap().held.len() == accepted).await;
+    eventually(|| broker.held().len() == accepted).await;
     broker.release(|_| true);
     producer.flush(Duration::from_secs(5)).await.unwrap();
     drop(producer.try_send(rec("k", &big)).unwrap());
@@ -189,7 +190,7 @@ async fn a_full_spool_meets_the_overflow_policy() {
 
     // DropNewest: accepted, then dropped; never Durable.
     let spool = DiskSpool::open(config.clone()).unwrap();
-    let broker = Broker::down();
+    let broker = broker_down();
     let producer = start(&spool, &broker, OverflowPolicy::DropNewest);
     let mut last = None;
     for _ in 0..40 {
@@ -242,7 +243,7 @@ async fn settled_segments_are_deleted_and_the_files_stay_bounded() {
         FsyncPolicy::Interval(Duration::from_millis(2)),
     ))
     .unwrap();
-    let broker = Broker::up();
+    let broker = broker_up();
     // Block: the 5 MB sent overrun the 4 MB spool unless room comes back as
     // records are delivered and segments deleted.
     let producer = start(
@@ -280,7 +281,7 @@ async fn one_spool_per_directory_and_one_session_per_spool() {
     let again = DiskSpool::open(spool_config(dir.path(), FsyncPolicy::Always));
     assert!(matches!(again, Err(SpoolError::Locked(_))), "{again:?}");
 
-    let broker = Broker::up();
+    let broker = broker_up();
     let first = start(&spool, &broker, OverflowPolicy::Reject);
     first.send(rec("k", "a")).await.unwrap().await.unwrap();
     let second = start(&spool, &broker, OverflowPolicy::Reject);
@@ -291,9 +292,9 @@ async fn one_spool_per_directory_and_one_session_per_spool() {
 
 #[tokio::test]
 async fn durable_without_a_spool_says_so() {
-    let broker = Broker::up();
+    let broker = broker_up();
     let producer = Producer::builder(producer_config().build().unwrap())
-        .start(broker.transport(), TokioRuntime::new())
+        .start(broker.connection(), TokioRuntime::new())
         .expect("the producer config fits the transport");
     let h = producer.send(rec("k", "a")).await.unwrap();
     assert_eq!(h.durable().await, Err(DurableError::NoSpool));
@@ -334,7 +335,7 @@ async fn a_full_disk_stops_the_spool_with_a_clear_error_and_no_corruption() {
         .build()
         .unwrap();
     let spool = DiskSpool::open(config.clone()).unwrap();
-    let broker = Broker::down();
+    let broker = broker_down();
     let producer = start(&spool, &broker, OverflowPolicy::Reject);
     let payload = "d".repeat(1000);
     let mut durable = Vec::new();
@@ -411,7 +412,7 @@ async fn preallocated_segments_take_their_size_at_once_and_recovery_cuts_the_unu
             .build()
             .unwrap();
         let spool = DiskSpool::open(config.clone()).unwrap();
-        let down = Broker::down();
+        let down = broker_down();
         let producer = start(&spool, &down, OverflowPolicy::Reject);
         let mut handles = Vec::new();
         for i in 0..20 {

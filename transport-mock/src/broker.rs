@@ -189,14 +189,14 @@ impl MockBroker {
         MockTransport::new(Arc::clone(&self.shared))
     }
 
-    /// Runs a fault verb: settles what is due, then wakes every waiting
+    /// Runs a fault verb: runs what is due, then wakes every waiting
     /// transport (outside the lock).
     fn verb<R>(&self, f: impl FnOnce(&mut Shared, std::time::Instant) -> R) -> R {
         let (out, wakers) = {
             let mut s = lock(&self.shared);
             let now = s.now();
             let out = f(&mut s, now);
-            s.settle();
+            s.run_due();
             (out, s.take_wakers())
         };
         for w in wakers {
@@ -205,12 +205,12 @@ impl MockBroker {
         out
     }
 
-    /// Reads the state after settling what is due; wakes the transports
-    /// that settling gave an event.
+    /// Reads the state after running what is due; wakes the transports
+    /// that this gave an event.
     fn read<R>(&self, f: impl FnOnce(&Shared) -> R) -> R {
         let (out, wakers) = {
             let mut s = lock(&self.shared);
-            s.settle();
+            s.run_due();
             (f(&s), s.take_wakers_with_events())
         };
         for w in wakers {

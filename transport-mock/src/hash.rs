@@ -10,7 +10,6 @@ pub(crate) fn murmur2(data: &[u8]) -> u32 {
     const R: u32 = 24;
     let len = data.len();
     // Kafka mixes in the length as a Java int: truncation is intended.
-    #[allow(clippy::cast_possible_truncation)]
     let mut h = SEED ^ (len as u32);
     let mut chunks = data.chunks_exact(4);
     for c in &mut chunks {

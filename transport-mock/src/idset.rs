@@ -41,7 +41,6 @@ impl IdSet {
 
 fn split(id: u64) -> (usize, u64) {
     // `id < DENSE_LIMIT`, so the word index fits any usize.
-    #[allow(clippy::cast_possible_truncation)]
     let word = (id / 64) as usize;
     (word, 1u64 << (id % 64))
 }

@@ -36,6 +36,15 @@
 //! See [`MockBroker`] for the table of fault verbs and their exact
 //! semantics.
 //!
+//! ## The test kit
+//!
+//! For tests that drive the producer by hand or need exact answers rather
+//! than a simulated network: [`ManualRuntime`] is a runtime whose clock
+//! moves only when the test moves it (and counts yields; [`CountYields`]
+//! counts them around any runtime), and [`ScriptedTransport`] is a
+//! transport whose `connect` and `send` answers ([`ConnectReply`],
+//! [`SendReply`]) and events the test chooses.
+//!
 //! ## Example: a user's test
 //!
 //! The producer runs on tokio's paused clock (in a test, write
@@ -118,11 +127,13 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
 
 mod broker;
 mod fault;
 mod hash;
 mod idset;
+mod kit;
 mod log;
 mod rng;
 mod state;
@@ -131,6 +142,7 @@ mod verify;
 
 pub use broker::{MockBroker, MockBrokerBuilder};
 pub use fault::{Chaos, InFlight, Matcher, Reset, RuleId};
+pub use kit::{ConnectReply, CountYields, ManualRuntime, ScriptedTransport, SendReply};
 pub use log::{BrokerStats, Storage, StoredRecord, TransportId};
 pub use transport::MockTransport;
 pub use verify::{Verification, VerifyError};

@@ -21,7 +21,6 @@ impl Rng {
     /// Uniform in `[0, 1)`.
     pub(crate) fn unit(&mut self) -> f64 {
         // 53 random bits, the precision of an f64 mantissa.
-        #[allow(clippy::cast_precision_loss)]
         let x = (self.next_u64() >> 11) as f64;
         x / (1u64 << 53) as f64
     }

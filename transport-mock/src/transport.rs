@@ -138,7 +138,7 @@ impl MockTransport {
             let next = {
                 let mut s = lock(&self.shared);
                 let now = s.now();
-                s.settle_link(self.index, now);
+                s.run_due_on_link(self.index, now);
                 let wait = s.close_wait(self.index, deadline);
                 if wait.is_none() || now >= deadline || self.runtime.is_none() {
                     s.close_link(self.index, Self::unreported(&self.inbox));

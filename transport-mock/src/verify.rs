@@ -84,6 +84,20 @@ fn show(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Expected records by (topic, identity), and each one's identity, in
+/// send order.
+type ExpectedIndex<'a> = (HashMap<(&'a str, Vec<u8>), usize>, Vec<Vec<u8>>);
+
+/// What the logs hold of the expected records.
+struct Scan<'a> {
+    /// Whether each expected record was found.
+    seen: Vec<bool>,
+    duplicates: usize,
+    unexpected: usize,
+    /// (topic, key) -> indices of first copies, in log order.
+    order: HashMap<(&'a str, &'a [u8]), Vec<usize>>,
+}
+
 pub(crate) fn verify<'a>(
     s: &Shared,
     expected: impl IntoIterator<Item = &'a Record>,
@@ -92,61 +106,16 @@ pub(crate) fn verify<'a>(
     if s.storage == Storage::CountOnly {
         return Err(VerifyError::NothingKept);
     }
-    // (topic, identity) -> index in send order.
-    let mut index: HashMap<(&str, Vec<u8>), usize> = HashMap::new();
-    let mut idents: Vec<Vec<u8>> = Vec::new();
-    for (i, r) in expected.into_iter().enumerate() {
-        let ident = identity(r);
-        if index.insert((&*r.topic, ident.clone()), i).is_some() {
-            return Err(VerifyError::AmbiguousIdentity {
-                topic: r.topic.to_string(),
-                identity: show(&ident),
-            });
-        }
-        idents.push(ident);
-    }
-    let mut seen = vec![false; idents.len()];
-    let mut duplicates = 0;
-    let mut unexpected = 0;
-    // (topic, key) -> indices of first copies, in log order.
-    let mut order: HashMap<(&str, &[u8]), Vec<usize>> = HashMap::new();
-    let mut topics: Vec<&str> = index.keys().map(|(t, _)| *t).collect();
-    topics.sort_unstable();
-    topics.dedup();
-    for topic in topics {
-        let Some(log) = s.topic(topic) else { continue };
-        for stored in log.partitions.iter().flat_map(|p| &p.records) {
-            match index.get(&(topic, identity(&stored.record))) {
-                Some(&i) if !seen[i] => {
-                    seen[i] = true;
-                    if let Some(key) = stored.key() {
-                        order.entry((topic, key)).or_default().push(i);
-                    }
-                }
-                Some(_) => duplicates += 1,
-                None => unexpected += 1,
-            }
-        }
-    }
-    if let Some(first) = seen.iter().position(|s| !s) {
+    let (index, idents) = index_expected(expected, identity)?;
+    let scan = scan_logs(s, &index, idents.len(), identity);
+    if let Some(first) = scan.seen.iter().position(|s| !s) {
         return Err(VerifyError::Missing {
-            missing: seen.iter().filter(|s| !**s).count(),
+            missing: scan.seen.iter().filter(|s| !**s).count(),
             expected: idents.len(),
             first: show(&idents[first]),
         });
     }
-    let mut violations: Vec<_> = order
-        .iter()
-        .filter_map(|((topic, key), firsts)| {
-            firsts
-                .windows(2)
-                .find(|w| w[0] > w[1])
-                .map(|w| (w[1], w[0], *topic, *key))
-        })
-        .collect();
-    // Report the earliest violation, whatever the map's order.
-    violations.sort_unstable();
-    if let Some(&(earlier, later, topic, key)) = violations.first() {
+    if let Some((earlier, later, topic, key)) = first_order_violation(&scan.order) {
         return Err(VerifyError::OutOfOrder {
             topic: topic.to_owned(),
             key: show(key),
@@ -162,7 +131,83 @@ pub(crate) fn verify<'a>(
     }
     Ok(Verification {
         expected: idents.len(),
-        duplicates,
-        unexpected,
+        duplicates: scan.duplicates,
+        unexpected: scan.unexpected,
     })
+}
+
+/// Indexes the expected records by (topic, identity); two with the same
+/// identity in one topic are an error.
+fn index_expected<'a>(
+    expected: impl IntoIterator<Item = &'a Record>,
+    identity: &dyn Fn(&Record) -> Vec<u8>,
+) -> Result<ExpectedIndex<'a>, VerifyError> {
+    let mut index: HashMap<(&str, Vec<u8>), usize> = HashMap::new();
+    let mut idents: Vec<Vec<u8>> = Vec::new();
+    for (i, r) in expected.into_iter().enumerate() {
+        let ident = identity(r);
+        if index.insert((&*r.topic, ident.clone()), i).is_some() {
+            return Err(VerifyError::AmbiguousIdentity {
+                topic: r.topic.to_string(),
+                identity: show(&ident),
+            });
+        }
+        idents.push(ident);
+    }
+    Ok((index, idents))
+}
+
+/// Reads the logs of the expected topics: which expected records are
+/// stored, how many copies are duplicates or unexpected, and per key the
+/// order of the first copies.
+fn scan_logs<'a>(
+    s: &'a Shared,
+    index: &HashMap<(&'a str, Vec<u8>), usize>,
+    expected: usize,
+    identity: &dyn Fn(&Record) -> Vec<u8>,
+) -> Scan<'a> {
+    let mut scan = Scan {
+        seen: vec![false; expected],
+        duplicates: 0,
+        unexpected: 0,
+        order: HashMap::new(),
+    };
+    let mut topics: Vec<&str> = index.keys().map(|(t, _)| *t).collect();
+    topics.sort_unstable();
+    topics.dedup();
+    for topic in topics {
+        let Some(log) = s.topic(topic) else { continue };
+        for stored in log.partitions.iter().flat_map(|p| &p.records) {
+            match index.get(&(topic, identity(&stored.record))) {
+                Some(&i) if !scan.seen[i] => {
+                    scan.seen[i] = true;
+                    if let Some(key) = stored.key() {
+                        scan.order.entry((topic, key)).or_default().push(i);
+                    }
+                }
+                Some(_) => scan.duplicates += 1,
+                None => scan.unexpected += 1,
+            }
+        }
+    }
+    scan
+}
+
+/// The earliest pair of first copies of one key stored out of send order:
+/// (earlier in send order, later in send order, topic, key).
+fn first_order_violation<'a>(
+    order: &HashMap<(&'a str, &'a [u8]), Vec<usize>>,
+) -> Option<(usize, usize, &'a str, &'a [u8])> {
+    let mut violations: Vec<_> = order
+        .iter()
+        .filter_map(|((topic, key), firsts)| {
+            firsts
+                .windows(2)
+                .find(|w| w[0] > w[1])
+                .map(|w| (w[1], w[0], *topic, *key))
+        })
+        .collect();
+    // Report the earliest violation, whatever the map's order.
+    violations.sort_unstable();
+    violations.first().copied()
 }

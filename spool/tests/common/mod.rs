@@ -1,131 +1,31 @@
-//! Test helpers: an in-process broker and its transport, and spool
-//! configs in temporary directories.
+//! Test helpers: in-process brokers (the test kit's scripted transport),
+//! and spool configs in temporary directories.
 
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+#![expect(
+    unreachable_pub,
+    reason = "helpers shared by test binaries are `pub` in a private module"
+)]
+#![expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
-use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use robust_producer::{Ack, Config, Record, RecordId, Transport, TransportError, TransportEvent};
+use robust_producer::{Config, Record, TransportError};
+use robust_producer_mock::{ConnectReply, ScriptedTransport, SendReply};
 use robust_producer_spool::{FsyncPolicy, SpoolConfig};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-/// What the broker stored, and how it behaves.
-#[derive(Default)]
-pub struct BrokerState {
-    /// Connects fail while false.
-    pub up: bool,
-    /// Acknowledgements are held (not sent) while true.
-    pub hold: bool,
-    /// Payloads stored, in arrival order.
-    pub log: Vec<Vec<u8>>,
-    /// Held acknowledgements.
-    pub held: VecDeque<RecordId>,
-    events: Option<UnboundedSender<TransportEvent>>,
+/// An in-process broker that connects, stores payloads and acknowledges
+/// them at once (or holds the acknowledgements: `set_send(SendReply::Hold)`).
+pub fn broker_up() -> ScriptedTransport {
+    ScriptedTransport::new()
 }
 
-/// An in-process broker shared by a test and its transport.
-#[derive(Clone, Default)]
-pub struct Broker(pub Arc<Mutex<BrokerState>>);
-
-impl Broker {
-    pub fn up() -> Self {
-        let b = Self::default();
-        b.0.lock().unwrap().up = true;
-        b
-    }
-
-    pub fn down() -> Self {
-        Self::default()
-    }
-
-    pub fn transport(&self) -> TestTransport {
-        let (tx, rx) = unbounded_channel();
-        self.0.lock().unwrap().events = Some(tx);
-        TestTransport {
-            broker: self.clone(),
-            rx,
-        }
-    }
-
-    pub fn log(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .log
-            .iter()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .collect()
-    }
-
-    pub fn set_hold(&self, hold: bool) {
-        self.0.lock().unwrap().hold = hold;
-    }
-
-    /// Acknowledges held records, those matching `pick` first, in the order
-    /// given; returns how many.
-    pub fn release(&self, mut pick: impl FnMut(RecordId) -> bool) -> usize {
-        let mut s = self.0.lock().unwrap();
-        let held: Vec<RecordId> = s.held.drain(..).collect();
-        let (now, later): (Vec<_>, Vec<_>) = held.into_iter().partition(|id| pick(*id));
-        s.held.extend(later);
-        if let Some(tx) = &s.events {
-            for id in &now {
-                let _ = tx.send(TransportEvent::Delivered(Ack::new(*id)));
-            }
-        }
-        now.len()
-    }
-}
-
-pub struct TestTransport {
-    broker: Broker,
-    rx: UnboundedReceiver<TransportEvent>,
-}
-
-#[async_trait]
-impl Transport for TestTransport {
-    fn connect(&mut self) {
-        let s = self.broker.0.lock().unwrap();
-        let e = if s.up {
-            TransportEvent::Connected
-        } else {
-            TransportEvent::ConnectFailed("broker down".into())
-        };
-        if let Some(tx) = &s.events {
-            let _ = tx.send(e);
-        }
-    }
-
-    fn send(&mut self, id: RecordId, record: &Record) -> Result<(), TransportError> {
-        let mut s = self.broker.0.lock().unwrap();
-        if !s.up {
-            return Err(TransportError::link("broker down"));
-        }
-        s.log.push(record.payload.to_vec());
-        if s.hold {
-            s.held.push_back(id);
-        } else if let Some(tx) = &s.events {
-            let _ = tx.send(TransportEvent::Delivered(Ack::new(id)));
-        }
-        Ok(())
-    }
-
-    fn try_next_event(&mut self) -> Option<TransportEvent> {
-        self.rx.try_recv().ok()
-    }
-
-    async fn next_event(&mut self) -> TransportEvent {
-        match self.rx.recv().await {
-            Some(e) => e,
-            None => std::future::pending().await,
-        }
-    }
-
-    async fn close(&mut self, _timeout: Duration) {}
+/// An in-process broker that refuses connects and records.
+pub fn broker_down() -> ScriptedTransport {
+    let broker = ScriptedTransport::new();
+    broker.set_connect(ConnectReply::Refuse("broker down".into()));
+    broker.set_send(SendReply::Refuse(TransportError::link("broker down")));
+    broker
 }
 
 /// A spool config in `dir` with small segments.
