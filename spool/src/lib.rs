@@ -66,9 +66,9 @@ pub mod codec;
 mod config;
 mod error;
 pub mod format;
-mod fs;
 mod recovery;
 mod spool;
+mod spool_dir;
 mod writer;
 
 pub use config::{

@@ -20,7 +20,7 @@ use tracing::{debug, error, info, warn};
 use crate::codec;
 use crate::error::SpoolError;
 use crate::format::{self, End, FrameKind, Ledger, SEGMENT_HEADER_LEN};
-use crate::fs::{
+use crate::spool_dir::{
     LEDGER, LEDGER_TMP, QUARANTINE_EXT, parse_segment_name, segment_path, sync_dir, write_ledger,
 };
 

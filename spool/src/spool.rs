@@ -16,8 +16,8 @@ use crate::codec;
 use crate::config::{FsyncPolicy, SpoolConfig};
 use crate::error::SpoolError;
 use crate::format::{self, FrameKind, SEGMENT_HEADER_LEN};
-use crate::fs::{create_segment, lock_dir, segment_path, sync_dir};
 use crate::recovery::{RecoveryReport, recover};
+use crate::spool_dir::{create_segment, lock_dir, segment_path, sync_dir};
 use crate::writer::{Files, FilesMutex, Threads};
 
 /// Write buffers larger than this are not kept for reuse.

@@ -35,8 +35,8 @@ use tracing::{debug, error};
 use crate::config::FsyncPolicy;
 use crate::error::SpoolError;
 use crate::format::Ledger;
-use crate::fs::{create_segment, segment_path, sync_dir, write_ledger};
 use crate::spool::{Core, HIGH_WATER, State, Waiting};
+use crate::spool_dir::{create_segment, segment_path, sync_dir, write_ledger};
 
 /// The longest the `Always` syncer waits, after reporting records Durable,
 /// for the next record before it sleeps. A caller that sends, awaits
