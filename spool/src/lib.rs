@@ -67,9 +67,10 @@ mod config;
 mod error;
 pub mod format;
 mod recovery;
+mod shared;
 mod spool;
 mod spool_dir;
-mod writer;
+mod threads;
 
 pub use config::{
     DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES, FsyncPolicy, MIN_SEGMENT_BYTES, SpoolConfig,
