@@ -12,7 +12,8 @@
 //!   a directory fsync. While it waits for an fsync the writer keeps
 //!   writing, and records arriving meanwhile share the next fsync. With
 //!   `Always`, after reporting records Durable it waits a little for the
-//!   next record, yielding its CPU, before it sleeps (see [`SPIN_MAX`]).
+//!   next record, yielding its CPU, before it sleeps (see
+//!   [`SPIN_MAX`](syncer::SPIN_MAX)).
 //! * With `Never` the writer reports records Durable once written, and the
 //!   syncer only deletes segments and does the final round at close.
 //!

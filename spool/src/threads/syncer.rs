@@ -25,7 +25,7 @@ use crate::spool_dir::{segment_path, sync_dir, write_ledger};
 /// asleep and lost 360 µs on average; with 500 µs, under 0.2 %). The wait
 /// yields the CPU at every turn, so it takes little from a thread that
 /// wants it, and it shrinks when callers do not come back ([`SPIN_MIN`]).
-const SPIN_MAX: Duration = Duration::from_micros(500);
+pub(super) const SPIN_MAX: Duration = Duration::from_micros(500);
 
 /// The shortest such wait: each wait that catches nothing halves the next
 /// one down to this, so that callers who do not come back quickly cost
