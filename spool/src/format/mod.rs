@@ -1,4 +1,5 @@
-//! The on-disk format, version 1, and its pure reader.
+//! The on-disk format, version 1: building it (segment headers, frames,
+//! settled payloads), its pure reader ([`scan`]) and the [`Ledger`].
 //!
 //! A spool directory holds segment files named `<index>.seg` (20 decimal
 //! digits), a `ledger`, and a `lock` file. Integers are little-endian;
