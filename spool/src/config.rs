@@ -38,6 +38,13 @@ pub enum FsyncPolicy {
     Never,
 }
 
+impl FsyncPolicy {
+    /// Whether the syncer fsyncs while running.
+    pub(crate) fn syncs(self) -> bool {
+        !matches!(self, FsyncPolicy::Never)
+    }
+}
+
 /// Bytes of the spool's files, by default (1 GiB).
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 /// Bytes of one segment file, by default (64 MiB).
@@ -200,8 +207,6 @@ impl SpoolConfigBuilder {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
-
     use super::*;
 
     #[test]

@@ -41,9 +41,10 @@
 //!   failed fsync, a full disk) stops the spool with an error naming the
 //!   file; fsync is never retried. The producer then refuses new records
 //!   with `EnqueueError::SpoolFailed` and keeps delivering those it holds.
-//! * **Settling.** Records delivered, dead-lettered or dropped by the
-//!   overflow policy are written down as settled ranges of sequence
-//!   numbers; deliveries may complete out of order across partitions. Only
+//! * **Settled records.** A record *settles* when it is delivered,
+//!   dead-lettered or dropped by the overflow policy; the spool then writes
+//!   a *settle mark* for it (settled frames hold them as ranges of sequence
+//!   numbers). Deliveries may complete out of order across partitions. Only
 //!   records neither settled nor below the watermark are replayed.
 //! * **Recovery** ([`DiskSpool::open`]) keeps the valid prefix of each
 //!   segment, truncates a torn tail, and moves unreadable bytes after a
@@ -66,10 +67,11 @@ pub mod codec;
 mod config;
 mod error;
 pub mod format;
-mod fs;
 mod recovery;
+mod shared;
 mod spool;
-mod writer;
+mod spool_dir;
+mod threads;
 
 pub use config::{
     DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES, FsyncPolicy, MIN_SEGMENT_BYTES, SpoolConfig,

@@ -1,5 +1,6 @@
-//! File-system helpers: names, directory fsync, the atomic ledger write,
-//! and the directory lock.
+//! The spool directory's files and the durable operations on them: file
+//! names, segment creation, directory fsync, the atomic ledger write, and
+//! the directory lock.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
