@@ -143,7 +143,14 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(1000))]
+        #![proptest_config(ProptestConfig {
+            cases: 1000,
+            // Beside this file; cargo runs tests from the package's folder.
+            failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(
+                "src/backoff.proptest-regressions"
+            ))),
+            ..ProptestConfig::default()
+        })]
         #[test]
         fn delays_stay_within_initial_and_cap(
             initial in 1u64..2_000,

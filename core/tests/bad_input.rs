@@ -88,7 +88,14 @@ fn config_of(d: &Durations) -> Result<Config, ConfigError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        // Beside this file; cargo runs tests from the package's folder.
+        failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(
+            "tests/bad_input.proptest-regressions"
+        ))),
+        ..ProptestConfig::default()
+    })]
 
     /// Every duration is either refused with an error naming its field, or
     /// the producer starts, accepts, reports, flushes and closes with it,

@@ -24,7 +24,10 @@
 //! The child is this same test binary, run with `--exact crash_child` and
 //! the `CRASH_CHILD` variable set; without it, `crash_child` does nothing.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};

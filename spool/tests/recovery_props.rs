@@ -20,7 +20,10 @@
 //! Runs in a RAM file system (`/dev/shm`) where there is one, so that fsync
 //! costs nothing. `PROPTEST_CASES` sets the cases (1000 in CI).
 
-#![allow(clippy::unwrap_used)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -222,6 +225,10 @@ fn damage_strategy() -> impl Strategy<Value = Damage> {
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(1000),
+        // Beside this file; cargo runs tests from the package's folder.
+        failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(
+            "tests/recovery_props.proptest-regressions"
+        ))),
         ..ProptestConfig::default()
     })]
 

@@ -124,6 +124,14 @@ pub struct Cluster {
     layout: Layout,
 }
 
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("nodes", &self.nodes.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Cluster {
     /// Removes leftovers of earlier runs (containers and networks carrying
     /// our label whose process is gone), creates the Docker network, starts

@@ -57,6 +57,15 @@ pub struct Kafka {
     ports: Ports,
 }
 
+impl std::fmt::Debug for Kafka {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kafka")
+            .field("container", &self.container.id())
+            .field("proxy", &self.proxy)
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) fn image_name() -> (String, String) {
     let name = std::env::var("KAFKA_IMAGE").unwrap_or_else(|_| DEFAULT_IMAGE.to_owned());
     match name.rsplit_once(':') {

@@ -73,6 +73,15 @@ pub struct Service {
     task: Option<JoinHandle<()>>,
 }
 
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("name", &self.name)
+            .field("producer", &self.producer)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Service {
     /// Starts a producer with the core's default [`Config`] (its service
     /// name aside) over [`RdkafkaTransport`] with its defaults, and starts

@@ -36,6 +36,14 @@ pub struct Proxy {
     task: JoinHandle<()>,
 }
 
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Proxy {
     /// Listens on `listen` (use port 0 for any) and forwards to `upstream`.
     pub async fn start(listen: SocketAddr, upstream: SocketAddr) -> io::Result<Self> {

@@ -76,6 +76,16 @@ pub struct Run<'c> {
     steady_since: Instant,
 }
 
+impl std::fmt::Debug for Run<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run")
+            .field("name", &self.name)
+            .field("topic", &self.topic)
+            .field("faults", &self.faults.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The core's defaults, but a queue that holds a minute of the scenario's
 /// 1,000 events/s and more (scenario c's 60 s without any acknowledgement
 /// would fill the default 100 000), and health that turns Unhealthy after

@@ -206,6 +206,10 @@ fn in_ranges(ranges: &[(u64, u64)], seq: u64) -> bool {
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: cases(),
+        // Beside this file; cargo runs tests from the package's folder.
+        failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(
+            "src/recovery/phase_props.proptest-regressions"
+        ))),
         ..ProptestConfig::default()
     })]
 

@@ -33,6 +33,12 @@ pub struct LeaderWatch {
     stop: Arc<AtomicBool>,
 }
 
+impl std::fmt::Debug for LeaderWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaderWatch").finish_non_exhaustive()
+    }
+}
+
 impl LeaderWatch {
     /// Starts watching `topic` through `bootstrap`.
     pub fn start(bootstrap: String, topic: String) -> Self {
