@@ -42,8 +42,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             _ = tick.tick() => {
                 let event = serde_json::json!({ "seq": sent });
-                // The handle is dropped: `close` accounts for the record.
-                producer.send_event("patient-events", "tick", &event, Some("ticker")).await?;
+                let delivery = producer
+                    .send_event("patient-events", "tick", &event, Some("ticker"))
+                    .await?;
+                // Fire and forget: `close` hands the record back if it is
+                // not delivered by then.
+                drop(delivery);
                 sent += 1;
             }
         }
@@ -53,7 +57,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if undelivered.is_empty() {
         tracing::info!(stats = ?producer.stats(), "closed: everything delivered");
     } else {
-        tracing::warn!(count = undelivered.len(), "closed: records not delivered by the deadline");
+        tracing::warn!(
+            count = undelivered.len(),
+            "closed: records not delivered by the deadline"
+        );
         for record in &undelivered {
             tracing::warn!(topic = %record.topic, key = ?record.key, size = record.size(), "handed back");
         }

@@ -29,7 +29,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     cluster.broker_down(-1)?; // Kafka is down
 
     // Opening the spool recovers what an earlier run left: it is sent first.
-    let spool = DiskSpool::open(SpoolConfig::builder(&dir).fsync(FsyncPolicy::Always).build()?)?;
+    let spool = DiskSpool::open(
+        SpoolConfig::builder(&dir)
+            .fsync(FsyncPolicy::Always)
+            .build()?,
+    )?;
     tracing::info!(dir = %dir.display(), recovery = ?spool.recovery(), "spool open");
 
     let transport = RdkafkaTransport::new(RdkafkaConfig::new(cluster.bootstrap_servers()))?;
@@ -50,7 +54,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for delivery in &deliveries {
         delivery.durable().await?; // Durable: survives a crash, Kafka still down
     }
-    tracing::info!(durable = deliveries.len(), "all durable while Kafka is down");
+    tracing::info!(
+        durable = deliveries.len(),
+        "all durable while Kafka is down"
+    );
 
     cluster.broker_up(-1)?;
     for delivery in deliveries {

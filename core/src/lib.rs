@@ -73,7 +73,8 @@
 //!
 //! * Every accepted record ends exactly one way: Delivered, dead-lettered
 //!   with a reason (permanent failure), dropped by an explicit overflow policy
-//!   (counted and reported), or handed back at shutdown. None vanishes.
+//!   (counted and reported), handed back at shutdown, or, with a spool,
+//!   kept Durable on disk for the next start. None vanishes.
 //! * Order: records are handed to the transport in id order. After a link
 //!   loss or a retriable failure, unacknowledged records go back among the
 //!   waiting ones at their place, so nothing newer overtakes them. With a

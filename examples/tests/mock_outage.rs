@@ -13,13 +13,14 @@ use robust_producer_mock::MockBroker;
 use std::time::Duration;
 
 #[tokio::test(start_paused = true)]
-async fn every_record_is_delivered_in_order_after_an_outage() -> Result<(), Box<dyn std::error::Error>>
-{
+async fn all_delivered_in_order_after_an_outage() -> Result<(), Box<dyn std::error::Error>> {
     let broker = MockBroker::builder()
         .partitions(3)
         .runtime(TokioRuntime::new())
         .build();
-    let config = Config::builder().ack_timeout(Duration::from_secs(3)).build()?;
+    let config = Config::builder()
+        .ack_timeout(Duration::from_secs(3))
+        .build()?;
     let producer = Producer::builder(config).start(broker.transport(), TokioRuntime::new())?;
 
     broker.partition(); // the network swallows everything, silently
