@@ -5,26 +5,108 @@
 //! exponential backoff, and delivers everything it accepted, in order per
 //! key, once Kafka is back.
 //!
-//! The crate has two layers:
+//! ## A producer
 //!
-//! * [`Machine`], a pure (sans-IO) state machine. It takes inputs with `now`
-//!   as an argument and yields commands, events and its next deadline; it
-//!   never reads a clock, sleeps or does I/O. Tests drive it with a fake
-//!   clock, deterministically.
-//! * A runtime-agnostic driver and the [`Producer`] handle applications use.
-//!   The driver owns a [`Transport`] (a Kafka client) and a [`Runtime`] (a
-//!   clock and timers) and feeds the machine. A tokio runtime is behind the
-//!   `tokio` feature; this crate's normal dependencies contain no async
-//!   runtime.
+//! A service builds a [`Config`], starts a [`Producer`] with a transport
+//! and a [`Runtime`], and sends. `send` returns a [`DeliveryHandle`] as soon
+//! as the record is Accepted; the handle resolves once the broker stored
+//! it; [`Producer::close`] hands back what it could not deliver by its
+//! deadline. Services use the librdkafka transport of the
+//! `robust-producer-rdkafka` crate; this example uses the in-memory one of
+//! `robust-producer-mock`, whose broker starts down.
 //!
-//! ## Calling contract of the machine
+//! ```
+//! # #[cfg(feature = "tokio")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use robust_producer::{Config, Producer, Record, TokioRuntime};
+//! use robust_producer_mock::MockBroker;
+//! use std::time::Duration;
+//!
+//! let broker = MockBroker::new();
+//! broker.refuse_until_healed(); // Kafka is down
+//!
+//! let config = Config::builder().service_name("patient-service").build()?;
+//! let producer = Producer::builder(config)
+//!     .on_dead_letter(|dead| tracing::error!(id = %dead.id, reason = %dead.reason, "dead letter"))
+//!     .start(broker.transport(), TokioRuntime::new())?; // returns at once
+//!
+//! let record = Record::new("patient-events", r#"{"patient_id":7}"#).with_key("p-7");
+//! let delivery = producer.send(record).await?; // Accepted, although Kafka is down
+//!
+//! broker.heal(); // Kafka is back
+//! let ack = delivery.await?; // Delivered: the broker stored it
+//! tracing::info!(partition = ?ack.partition, offset = ?ack.offset, "delivered");
+//!
+//! let undelivered = producer.close(Duration::from_secs(5)).await;
+//! assert!(undelivered.is_empty());
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "tokio"))]
+//! # fn main() {}
+//! ```
+//!
+//! [`Producer::send_event`] wraps a serializable payload in a JSON event
+//! envelope; [`Producer::stats`] and [`Producer::health`] say what the
+//! producer is doing; [`Producer::state`] and [`Producer::watch_state`]
+//! follow its [`State`].
+//!
+//! ## Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `tokio` | off | [`TokioRuntime`], the [`Runtime`] for tokio. Without it, `use robust_producer::TokioRuntime` fails with "no `TokioRuntime` in the root": enable it (`robust-producer = { version = "0.1", features = ["tokio"] }`) or implement [`Runtime`] for your executor. |
+//!
+//! With no feature the crate's dependencies contain no async runtime.
+//! Transports and the durable spool are crates of their own:
+//! `robust-producer-rdkafka` (librdkafka), `robust-producer-mock` (a
+//! fault-injecting in-memory transport for tests) and
+//! `robust-producer-spool` (records kept on disk across crashes).
+//!
+//! ## Guarantees
+//!
+//! | level | meaning |
+//! |---|---|
+//! | Accepted | `send` returned a handle (`enqueue` an id): the record is in the bounded queue |
+//! | Durable | with a [`Spool`]: the record is on disk ([`DeliveryHandle::durable`]) |
+//! | Delivered | the broker acknowledged it (with `acks=all` in the rdkafka transport) |
+//!
+//! * Every accepted record ends exactly one way: Delivered, dead-lettered
+//!   with a reason (permanent failure), dropped by an explicit overflow policy
+//!   (counted and reported), handed back at shutdown, or, with a spool,
+//!   kept Durable on disk for the next start. None vanishes.
+//! * Order: records are handed to the transport in id order. After a link
+//!   loss or a retriable failure, unacknowledged records go back among the
+//!   waiting ones at their place, so nothing newer overtakes them. With a
+//!   transport that keeps the contract of [`transport`] (Kafka's idempotent
+//!   producer does), records with the same key reach the broker in the order
+//!   they were sent; resends after a link loss or a lost acknowledgement may
+//!   duplicate records that were never acknowledged, never others.
+//! * Bounds: at most `max_queued_records` records and `max_queued_bytes`
+//!   bytes are held; at most `max_in_flight` are in flight.
+//! * No busy loop: every timer, once handled, is cleared or moved forward;
+//!   retries and reconnects wait for a backoff of at least its initial delay.
+//!
+//! ## Driving the machine yourself
+//!
+//! The [`Producer`] is a thin driver around [`Machine`], a pure (sans-IO)
+//! state machine: it takes inputs with `now` as an argument and yields
+//! commands, events and its next deadline; it never reads a clock, sleeps
+//! or does I/O. Tests drive it with a fake clock, deterministically; so can
+//! an application that wants its own event loop. The driver owns a
+//! [`Transport`] (a Kafka client) and a [`Runtime`] (a clock, timers, a
+//! spawner) and keeps this contract:
 //!
 //! ```text
 //! loop {
 //!     1. feed inputs as they happen:
-//!          machine.enqueue(record, now)              application records
-//!          machine.handle_transport(event, now)      transport events
-//!          machine.handle_timeout(now)               when now >= poll_timeout()
+//!          machine.enqueue(record, now)               application records
+//!          machine.enqueue_with(record, now, room)    the same, with one more bound
+//!                                                     (a spool's disk space)
+//!          machine.enqueue_recovered(record, now)     records a spool recovered, at
+//!                                                     start, before any other record
+//!          machine.handle_transport(event, now)       transport events
+//!          machine.handle_timeout(now)                when now >= poll_timeout()
 //!          machine.flush(now) / machine.shutdown(deadline, now)
 //!     2. carry out every command, in order, until poll_command returns None:
 //!          Connect          -> transport.connect()
@@ -39,42 +121,33 @@
 //!
 //! All time is external input: pass the same clock's `now` everywhere.
 //!
-//! ## States
+//! ### States
 //!
 //! ```text
-//!  Disconnected ──retry timer──▶ Connecting ──connected, backlog──▶ Draining
-//!       ▲  ▲                       │     └──connected, nothing queued──▶ Connected
-//!       │  └──failed / timed out───┘                                     │   ▲
-//!       └──────── link lost / hung / fatal (from Connected or Draining) ─┘   │
-//!                                           Draining ──drained──▶ Connected ─┘ flush
-//!  any state ──shutdown: all delivered, or deadline──▶ Closed
+//!                      retry timer
+//!  ┌──────────────┐ ──────────────────────▶ ┌────────────┐
+//!  │ Disconnected │                         │ Connecting │
+//!  └──────────────┘ ◀────────────────────── └────────────┘
+//!         ▲           failed / timed out      │        │
+//!         │           ┌───────────────────────┘        │
+//!         │           │ connected,                     │ connected,
+//!         │           ▼ nothing queued                 ▼ backlog
+//!         │     ┌───────────┐  flush / shutdown  ┌──────────┐
+//!         │     │ Connected │ ─────────────────▶ │ Draining │
+//!         │     └───────────┘ ◀───────────────── └──────────┘
+//!         │           │            drained             │
+//!         └───────────┴────────────────────────────────┘
+//!                  link lost / hung / fatal
+//!
+//!  any state ── shutdown: all delivered, or the deadline ──▶ Closed
 //! ```
 //!
-//! [`State`] draws the full diagram; [`State::may_become`] encodes it.
-//!
-//! ## Guarantees
-//!
-//! | level | meaning |
-//! |---|---|
-//! | Accepted | `enqueue`/`send` returned an id: the record is in the queue |
-//! | Delivered | the broker acknowledged it (with `acks=all` in the rdkafka transport) |
-//!
-//! * Every accepted record ends exactly one way: Delivered, dead-lettered
-//!   with a reason (permanent failure), dropped by an explicit overflow policy
-//!   (counted and reported), or handed back at shutdown. None vanishes.
-//! * Order: records are handed to the transport in id order. After a link
-//!   loss or a retriable failure, unacknowledged records go back among the
-//!   waiting ones at their place, so nothing newer overtakes them. With a
-//!   transport that keeps the contract of [`transport`] (Kafka's idempotent
-//!   producer does), records with the same key reach the broker in the order
-//!   they were sent; resends after a link loss or a lost acknowledgement may
-//!   duplicate records that were never acknowledged, never others.
-//! * Bounds: at most `max_queued_records` records and `max_queued_bytes`
-//!   bytes are held; at most `max_in_flight` are in flight.
-//! * No busy loop: every timer, once handled, is cleared or moved forward;
-//!   retries and reconnects wait for a backoff of at least its initial delay.
+//! [`State::may_become`] encodes these arrows. [`State::Failed`] is off the
+//! diagram: only the [`Producer`] reports it, when its driver stopped
+//! unexpectedly.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backoff;
 mod config;

@@ -32,7 +32,7 @@ T0=$(now)
 docker info >/dev/null 2>&1 \
     || die "no Docker engine answers 'docker info'. Run tests/kafka-image/ensure-docker.sh first."
 
-# A user-chosen image that is not ours (e.g. apache/kafka:4.4.0): use it if it
+# A user-chosen image under another name (built like ours): use it if it
 # is there, else pull it. Names under robust-producer/ are built (and rebuilt
 # when the inputs change, see the label check below).
 case "$IMAGE" in

@@ -22,7 +22,7 @@
 //!   silent skip in CI) when it is missing.
 //!
 //! The image is built by `tests/kafka-image/prepare.sh`; `KAFKA_IMAGE`
-//! overrides its name (for example to run against `apache/kafka`).
+//! names another image built the same way.
 
 #![forbid(unsafe_code)]
 

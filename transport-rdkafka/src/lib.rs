@@ -5,6 +5,13 @@
 //! [`robust_producer`] core, which owns every retry, reconnect and
 //! expiry decision.
 //!
+//! ## Configuration
+//!
+//! An [`RdkafkaConfig`] holds librdkafka's properties and the transport's
+//! own settings; [`RdkafkaTransport::new`] validates it and creates the
+//! librdkafka client without waiting for a broker, so the producer starts
+//! at once, Kafka up or not.
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use robust_producer::{Config, Producer, TokioRuntime};
@@ -12,7 +19,7 @@
 //!
 //! let transport = RdkafkaTransport::new(
 //!     RdkafkaConfig::new("kafka-1:9092,kafka-2:9092")
-//!         .set("security.protocol", "SASL_SSL")
+//!         .set("security.protocol", "SASL_SSL") // TLS needs the `ssl` feature
 //!         .set("sasl.mechanisms", "PLAIN")
 //!         .set("sasl.username", "svc-patient")
 //!         .set("sasl.password", "never printed"),
@@ -25,6 +32,39 @@
 //! let ack = handle.await?; // Delivered: stored with acks=all
 //! # let _ = ack; Ok(()) }
 //! ```
+//!
+//! * **Defaults** that keep every record and its order:
+//!   `enable.idempotence=true`, `acks=all`, no expiry and no retry limit in
+//!   librdkafka (`message.timeout.ms=0`; a finite value is replaced and
+//!   listed by [`RdkafkaConfig::overridden`]), `linger.ms=5`, fast
+//!   reconnects, `socket.timeout.ms=5000`, leaders re-read every 10 s, and
+//!   Kafka's Java partitioner for keys (`murmur2_random`). The table of
+//!   defaults and their reasons is on [`RdkafkaConfig`].
+//! * **Any other property** passes through [`RdkafkaConfig::set`]
+//!   (`security.protocol`, `sasl.*`, `ssl.*`, ...). Values of secret
+//!   properties ([`is_secret_property`]) never appear in `Debug`, errors or
+//!   logs.
+//! * **Refused** by [`RdkafkaTransport::new`], with an [`Error`] naming the
+//!   property and what to do instead: a `transactional.id`; `acks` other
+//!   than `all` and idempotence off, unless
+//!   [`RdkafkaConfig::allow_weaker_delivery`] opts in; a bootstrap list
+//!   that is empty or not `host:port`; a
+//!   [`probe_timeout`](RdkafkaConfig::probe_timeout) of zero or above
+//!   [`MAX_PROBE_TIMEOUT`].
+//! * **Limits stated to the core**
+//!   ([`Transport::limits`](robust_producer::Transport::limits)):
+//!   `message.max.bytes` (a larger record is refused at `send`) and the
+//!   probe timeout (a `connect_timeout` that would always expire first is
+//!   refused at `start`).
+//!
+//! ## Features
+//!
+//! | feature | what it adds to librdkafka |
+//! |---|---|
+//! | `ssl` | TLS, linking the system OpenSSL |
+//! | `ssl-vendored` | TLS, OpenSSL built from source |
+//! | `gssapi` | SASL/GSSAPI (Kerberos) through Cyrus SASL |
+//! | `zstd` | zstd compression |
 //!
 //! ## How it works
 //!

@@ -46,6 +46,7 @@ mod tokio_runtime {
     /// Create it inside a tokio runtime: it spawns on the runtime it was
     /// created in, so `Producer` handles may be used from any thread.
     #[derive(Debug, Clone)]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub struct TokioRuntime {
         handle: tokio::runtime::Handle,
     }
