@@ -63,8 +63,8 @@ pub struct BackoffConfig {
     pub initial: Duration,
     /// Growth factor per attempt (at least 1).
     pub multiplier: f64,
-    /// Upper bound of every delay (at most 10 s by default policy; any value
-    /// up to 10 minutes is accepted).
+    /// Upper bound of every delay (2 s by default; any value up to 10
+    /// minutes is accepted).
     pub max: Duration,
     /// Fraction in `[0, 1]` by which a delay may be shortened at random.
     pub jitter: f64,

@@ -106,6 +106,9 @@
 //!          machine.enqueue_recovered(record, now)     records a spool recovered, at
 //!                                                     start, before any other record
 //!          machine.handle_transport(event, now)       transport events
+//!          machine.handle_spool_unrecorded(n)         with a spool: settle marks it
+//!                                                     has yet to write (they share
+//!                                                     the in-flight window)
 //!          machine.handle_timeout(now)                when now >= poll_timeout()
 //!          machine.flush(now) / machine.shutdown(deadline, now)
 //!     2. carry out every command, in order, until poll_command returns None:
@@ -116,6 +119,7 @@
 //!     3. report every event (poll_event): state changes, deliveries,
 //!        dead letters, dropped and returned records
 //!     4. sleep until poll_timeout() or the next input, whichever is first
+//!        (send_hold(now) names what holds waiting records back, if anything)
 //! }
 //! ```
 //!
