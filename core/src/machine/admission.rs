@@ -146,6 +146,7 @@ impl Machine {
     }
 
     /// Takes an accepted record into the queue.
+    #[inline]
     fn hold(&mut self, id: RecordId, record: Record, size: usize, now: Instant) {
         self.queue.push_new(Held {
             id,
@@ -166,6 +167,7 @@ impl Machine {
         });
     }
 
+    #[inline]
     pub(super) fn fits(&self, size: usize) -> bool {
         self.queue.len() < self.config.max_queued_records()
             && self.queue.bytes() + size <= self.config.max_queued_bytes()

@@ -12,6 +12,7 @@ use crate::time::deadline_after;
 use crate::transport::{Ack, ErrorClass, TransportError};
 
 impl Machine {
+    #[inline]
     pub(super) fn on_delivered(&mut self, ack: Ack, now: Instant) {
         if !self.isolate.is_empty() {
             self.overtaken_by(ack.id, now);
@@ -152,6 +153,7 @@ impl Machine {
         }
     }
 
+    #[inline]
     pub(super) fn may_send(&self, now: Instant) -> bool {
         self.link.is_up()
             && self.queue.waiting_len() > 0
@@ -164,6 +166,7 @@ impl Machine {
 
     /// Whether the next waiting record was refused with its batch and must
     /// go alone.
+    #[inline]
     pub(super) fn next_goes_alone(&self) -> bool {
         !self.isolate.is_empty()
             && self

@@ -159,6 +159,7 @@ impl RecordQueue {
     }
 
     /// Like [`RecordQueue::next_waiting_id`], without moving the cursor.
+    #[inline]
     pub(crate) fn peek_waiting_id(&self) -> Option<RecordId> {
         if self.waiting == 0 {
             return None;
