@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use robust_producer::{Config, HealthConfig};
 use robust_producer_rdkafka::RdkafkaConfig;
+use robust_producer_rdkafka::readback::ReadBack;
 
 use crate::audit::{AckTimeline, Audit};
 use crate::cluster::{Cluster, LeaderWatch};
 use crate::load::{LoadSpec, Service};
-use crate::verify;
 
 /// Partitions of every scenario's topic.
 pub const PARTITIONS: i32 = 6;
@@ -229,7 +229,10 @@ impl<'c> Run<'c> {
         let want: usize = finished.iter().map(|f| f.sent.len()).sum();
         let (bootstrap, topic) = (self.cluster.bootstrap(), self.topic.clone());
         let consumed = tokio::task::spawn_blocking(move || {
-            verify::consume(&bootstrap, &topic, want, Duration::from_secs(120))
+            ReadBack::new(bootstrap, topic)
+                .until_quiet(want, Duration::from_secs(2))
+                .timeout(Duration::from_secs(120))
+                .read()
         })
         .await
         .unwrap()
