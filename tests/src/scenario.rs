@@ -5,7 +5,11 @@
 //!
 //! Like a test, a scenario fails by panicking, with the reason.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::print_stderr,
+    reason = "a scenario's failure is a test failure, and its progress is printed for the run's log"
+)]
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

@@ -8,7 +8,11 @@
 //! `tests/kafka-image/prepare.sh`; see `robust_producer_tests::prereq`.
 //! Scenarios run one at a time (each starts its own broker).
 
-#![allow(clippy::unwrap_used, clippy::print_stderr)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is a failure, output helps"
+)]
 
 use std::collections::HashSet;
 use std::future::Future;

@@ -20,7 +20,11 @@
 //! of one record sent after the producer stayed quiet that long (default 60
 //! s; connection and metadata warm).
 
-#![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
+#![expect(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    reason = "a benchmark: it prints its figures, and any failure ends it"
+)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

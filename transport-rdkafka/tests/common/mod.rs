@@ -3,7 +3,11 @@
 //! producer under test over the rdkafka transport, the records sent and the
 //! checks of what the broker stored.
 
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![expect(
+    dead_code,
+    unreachable_pub,
+    reason = "shared by several test crates, each using part of it, from a private module"
+)]
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
