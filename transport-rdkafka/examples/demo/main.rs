@@ -40,10 +40,13 @@ mod services;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use args::Args;
 use broker::{Broker, MOCK_CAPACITY};
 use monitor::{Watched, states};
 use report::Outcome;
-use services::{SERVICES, Service};
+use robust_producer::Stats;
+use robust_producer_rdkafka::MetricsSnapshot;
+use services::{Running, SERVICES, Service};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -54,13 +57,8 @@ async fn main() {
         .unwrap_or(0);
     let broker = Broker::start(args.bootstrap.as_deref());
     let mock = broker.is_mock();
-    let per_service = (args.rate / 100).max(1) * (args.duration.as_secs_f64() * 100.0) as u64;
-    if mock && per_service > MOCK_CAPACITY {
-        eprintln!(
-            "{per_service} events per service exceed what the mock cluster keeps for the read-back \
-             ({MOCK_CAPACITY}); lower --rate or --duration"
-        );
-        std::process::exit(2);
+    if mock {
+        check_capacity(&args);
     }
     let topic_of = |s: &Service| {
         if mock {
@@ -69,18 +67,7 @@ async fn main() {
             format!("demo-{run_id}.{}-events", s.name)
         }
     };
-    println!(
-        "robust-producer demo: {} services x {} events/s for {:?} against {}",
-        SERVICES.len(),
-        args.rate,
-        args.duration,
-        if mock {
-            "librdkafka's mock cluster (broker down at start; up at 20%, cut at 50%, up at 70%)"
-                .to_owned()
-        } else {
-            format!("{} (no scripted outages)", broker.bootstrap())
-        }
-    );
+    banner(&args, &broker);
 
     // The broker is down before anyone starts.
     broker.set_up(false);
@@ -112,12 +99,7 @@ async fn main() {
     for p in publishers {
         sent.push(p.await.unwrap_or(0));
     }
-    let mut returned = 0;
-    let mut stats = Vec::new();
-    for r in &running {
-        stats.push((r.producer.stats(), r.metrics.snapshot()));
-        returned += r.producer.close(Duration::from_secs(10)).await.len();
-    }
+    let (stats, returned) = close(&running).await;
 
     // Read every topic back with an independent consumer.
     println!(
@@ -139,4 +121,45 @@ async fn main() {
         println!("FAILED: events were lost or reordered.");
         std::process::exit(1);
     }
+}
+
+/// Exits with 2 if the run would send more than the mock cluster keeps for
+/// the read-back.
+fn check_capacity(args: &Args) {
+    let per_service = (args.rate / 100).max(1) * (args.duration.as_secs_f64() * 100.0) as u64;
+    if per_service > MOCK_CAPACITY {
+        eprintln!(
+            "{per_service} events per service exceed what the mock cluster keeps for the read-back \
+             ({MOCK_CAPACITY}); lower --rate or --duration"
+        );
+        std::process::exit(2);
+    }
+}
+
+/// The first line: what runs, against what.
+fn banner(args: &Args, broker: &Broker) {
+    println!(
+        "robust-producer demo: {} services x {} events/s for {:?} against {}",
+        SERVICES.len(),
+        args.rate,
+        args.duration,
+        if broker.is_mock() {
+            "librdkafka's mock cluster (broker down at start; up at 20%, cut at 50%, up at 70%)"
+                .to_owned()
+        } else {
+            format!("{} (no scripted outages)", broker.bootstrap())
+        }
+    );
+}
+
+/// Each producer's stats and transport metrics, then closes it; returns
+/// them with the number of records handed back at close.
+async fn close(running: &[Running]) -> (Vec<(Stats, MetricsSnapshot)>, usize) {
+    let mut returned = 0;
+    let mut stats = Vec::new();
+    for r in running {
+        stats.push((r.producer.stats(), r.metrics.snapshot()));
+        returned += r.producer.close(Duration::from_secs(10)).await.len();
+    }
+    (stats, returned)
 }
