@@ -85,7 +85,7 @@ pub(crate) struct Context {
     /// Whether an outage signal is news (`warn`) or a repeat (`info`);
     /// shared by the transport's producers.
     pub(super) outage_log: Arc<OutageLog>,
-    /// [`mono_us`] of the owner's last inline poll.
+    /// [`mono_us`](super::mono_us) of the owner's last inline poll.
     pub(super) inline_polled_at: AtomicU64,
     /// The owner went idle after its last inline poll: the poll thread
     /// looks after librdkafka's events until the owner polls inline again.
@@ -160,7 +160,7 @@ impl Context {
     }
 
     /// For delivery reports, which librdkafka serves only inside `poll`:
-    /// queued without a wake-up; [`poll`] wakes the driver once per batch.
+    /// queued without a wake-up; [`poll`](super::poller::poll) wakes the driver once per batch.
     pub(super) fn push_report(&self, generation: u64, event: TransportEvent) {
         self.events.push_quietly(generation, event);
     }
@@ -169,7 +169,7 @@ impl Context {
     /// of librdkafka's threads). If the driver sleeps while records await
     /// their reports, it is woken to serve them inline at once (should its
     /// executor be stalled, the poll thread serves them after
-    /// [`INLINE_ACTIVE`]); otherwise the poll thread is woken if it waits
+    /// [`INLINE_ACTIVE`](super::poller::INLINE_ACTIVE)); otherwise the poll thread is woken if it waits
     /// for the bell.
     pub(crate) fn on_queue_event(&self) {
         if self.handed_over.load(Ordering::Acquire) && self.outstanding.load(Ordering::Acquire) > 0

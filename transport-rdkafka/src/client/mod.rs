@@ -5,7 +5,7 @@
 //!   queue: delivery reports arrive as delivery callbacks ([`callbacks`]),
 //!   one per record but in batches, and become [`TransportEvent`]s; no
 //!   future per record.
-//! * A **probe thread** per session ([`probe`]) fetches metadata with a
+//! * A **probe thread** per session ([`probe`](mod@probe)) fetches metadata with a
 //!   timeout, off the async executor's threads, and reports `Connected` or
 //!   `ConnectFailed`; a **confirmation thread** checks that every broker is
 //!   really down before a session is given up.

@@ -26,12 +26,12 @@ pub(super) const POLL_INTERVAL: Duration = Duration::from_millis(100);
 pub(super) const SERVE_BATCH: usize = 1024;
 
 /// While the transport's owner polled inline this recently (see
-/// [`Client::poll_inline`]) the poll thread leaves delivery reports to it;
+/// [`Client::poll_inline`](super::Client::poll_inline)) the poll thread leaves delivery reports to it;
 /// past this, it serves them itself (the owner's executor is stalled).
 pub(super) const INLINE_ACTIVE: Duration = Duration::from_millis(100);
 
 /// The poll thread's nap while the owner is busy and polls inline;
-/// [`Client::hand_over`] cuts it short (no wake-up is lost: see there), so
+/// [`Client::hand_over`](super::Client::hand_over) cuts it short (no wake-up is lost: see there), so
 /// the nap only bounds how late the poll thread notices an owner that
 /// stopped polling ([`INLINE_ACTIVE`]).
 pub(super) const INLINE_NAP: Duration = Duration::from_millis(10);
@@ -71,7 +71,7 @@ pub(super) fn poll(producer: &RdProducer, timeout: Duration) {
 }
 
 /// The poll thread. librdkafka reports only inside `poll`; the driver polls
-/// inline while it runs (see [`Client::poll_inline`]). This thread covers
+/// inline while it runs (see [`Client::poll_inline`](super::Client::poll_inline)). This thread covers
 /// the rest:
 ///
 /// * the driver is idle and records await their reports: once librdkafka

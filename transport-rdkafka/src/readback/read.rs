@@ -155,7 +155,7 @@ impl ReadBack {
     /// Reads until `want` records arrived and then none for `quiet`, or
     /// until the timeout, whichever comes first, instead of up to the high
     /// watermarks; what was read by then is returned (missing records show
-    /// in the [`check`](super::check)).
+    /// in the [`check`](super::check())).
     pub fn until_quiet(mut self, want: usize, quiet: Duration) -> Self {
         self.until = Until::Quiet { want, quiet };
         self
