@@ -2,7 +2,7 @@
 # The benchmarks against a real Apache Kafka broker (the integration suite's
 # image, one broker in a container on a loopback port), ours against raw
 # rdkafka in the same run:
-#   1. throughput, steady and backlog drain (benches/throughput.rs; the
+#   1. throughput, steady and backlog drain (benches/throughput/; the
 #      broker's container is stopped and started for the backlog);
 #   2. the original design's Python algorithm (kafka-python, one blocking
 #      send().get() per event) against ours (scripts/seed_vs_ours.py and the

@@ -5,6 +5,8 @@
 //! * lost: accepted, not handed back, not dead-lettered, and absent;
 //! * duplicates: copies beyond the first of an event id;
 //! * reordered: keys whose first copies are not in send order;
+//! * unidentified or under another key: records read back without an
+//!   event id, or stored under a key other than the one sent;
 //! * the accounting identity: accepted = delivered + dead-lettered +
 //!   dropped + returned + still held;
 //! * resume times, from the acknowledgements the services saw: after a
@@ -15,7 +17,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::load::{AckSeen, Finished, event_id};
-use crate::verify::{self, Consumed, Sent};
+use robust_producer_rdkafka::readback::{Reordered, Sent, StoredRecord, check};
 
 /// The audit of one scenario.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,7 +31,12 @@ pub struct Audit {
     /// Copies beyond the first.
     pub duplicates: usize,
     /// Keys out of send order (at most 10 kept) and their count.
-    pub reordered: (usize, Vec<(String, String)>),
+    pub reordered: (usize, Vec<Reordered>),
+    /// Records read back without an event id.
+    pub unidentified: usize,
+    /// Records stored under another key than the one sent (at most 10
+    /// kept) and their count.
+    pub wrong_key: (usize, Vec<String>),
     /// Dead letters.
     pub dead_lettered: u64,
     /// Dropped by the overflow policy.
@@ -50,7 +57,7 @@ pub struct Audit {
 
 impl Audit {
     /// Checks the services' records against what was read back.
-    pub fn new(services: &[Finished], consumed: &[Consumed]) -> Self {
+    pub fn new(services: &[Finished], consumed: &[StoredRecord]) -> Self {
         let mut audit = Audit::default();
         let mut expected: Vec<Sent> = Vec::new();
         for s in services {
@@ -61,12 +68,7 @@ impl Audit {
                 .chain(&s.returned)
                 .filter_map(event_id)
                 .collect();
-            expected.extend(
-                s.sent
-                    .iter()
-                    .filter(|x| !excluded.contains(&x.event_id))
-                    .cloned(),
-            );
+            expected.extend(s.sent.iter().filter(|x| !excluded.contains(&x.id)).cloned());
             audit.accepted += s.stats.accepted;
             audit.delivered += s.stats.delivered;
             audit.dead_lettered += s.stats.dead_lettered;
@@ -80,7 +82,8 @@ impl Audit {
                 audit.flush_errors.push(format!("{}: {e}", s.name));
             }
         }
-        let report = verify::check(&expected, consumed);
+        // Dead letters and records handed back may or may not be stored.
+        let report = check(&expected, &HashSet::new(), consumed);
         audit.lost = (
             report.missing.len(),
             report.missing.into_iter().take(10).collect(),
@@ -89,6 +92,11 @@ impl Audit {
         audit.reordered = (
             report.reordered.len(),
             report.reordered.into_iter().take(10).collect(),
+        );
+        audit.unidentified = report.unidentified;
+        audit.wrong_key = (
+            report.wrong_key.len(),
+            report.wrong_key.into_iter().take(10).collect(),
         );
         audit
     }
@@ -99,11 +107,14 @@ impl Audit {
             == self.delivered + self.dead_lettered + self.dropped + self.returned + self.held
     }
 
-    /// Every guarantee: nothing lost, reordered, dead-lettered, dropped,
+    /// Every guarantee: nothing lost, reordered, unidentified, stored under
+    /// another key, dead-lettered, dropped,
     /// returned, refused or held, flushes succeeded, and the identity holds.
     pub fn is_clean(&self) -> bool {
         self.lost.0 == 0
             && self.reordered.0 == 0
+            && self.unidentified == 0
+            && self.wrong_key.0 == 0
             && self.dead_lettered == 0
             && self.dropped == 0
             && self.returned == 0
@@ -118,13 +129,15 @@ impl fmt::Display for Audit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "accepted {}, delivered {}, lost {}, duplicates {}, reordered {}, dead-lettered {}, \
-             dropped {}, returned {}, held {}, refused {}, sessions given up {}, clients rebuilt {}",
+            "accepted {}, delivered {}, lost {}, duplicates {}, reordered {}, unidentified {}, \
+             under another key {}, dead-lettered {}, dropped {}, returned {}, held {}, refused {}, sessions given up {}, clients rebuilt {}",
             self.accepted,
             self.delivered,
             self.lost.0,
             self.duplicates,
             self.reordered.0,
+            self.unidentified,
+            self.wrong_key.0,
             self.dead_lettered,
             self.dropped,
             self.returned,

@@ -11,8 +11,10 @@
 //!   the client's path, elect preferred leaders, watch leadership move.
 //! * [`proxy`]: a TCP proxy with pass / blackhole / reset modes for
 //!   controllable partitions.
-//! * [`verify`]: an independent rdkafka consumer that reads the topic back
-//!   and checks every event id and the per-key order.
+//! * The read-back (an independent rdkafka consumer that reads the topic
+//!   back and checks every event id and the per-key order) is
+//!   [`robust_producer_rdkafka::readback`], shared with the mock-cluster
+//!   tests.
 //! * [`load`]: services sending a steady keyed stream, recording what was
 //!   accepted, acknowledged (when, on which partition) and dead-lettered.
 //! * [`audit`]: the cluster scenarios' checker: lost, duplicates, reordered,
@@ -33,7 +35,6 @@ pub mod load;
 pub mod prereq;
 pub mod proxy;
 pub mod scenario;
-pub mod verify;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -16,7 +16,7 @@ use robust_producer_rdkafka::{RdkafkaConfig, RdkafkaTransport, TransportMetrics}
 use tokio::task::JoinHandle;
 
 use crate::kafka::Error;
-use crate::verify::Sent;
+use robust_producer_rdkafka::readback::Sent;
 
 /// One acknowledgement as the service saw it.
 #[derive(Debug, Clone, Copy)]
@@ -248,7 +248,7 @@ async fn send_loop(
             };
             match producer.send(record).await {
                 Ok(handle) => {
-                    lock(&log).sent.push(Sent { key, event_id });
+                    lock(&log).sent.push(Sent::keyed(key, event_id));
                     let acks = log.clone();
                     tokio::spawn(async move {
                         if let Ok(ack) = handle.await

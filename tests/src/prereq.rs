@@ -19,7 +19,10 @@ fn in_ci() -> bool {
 
 /// True when the developer asked to skip and this is not CI; says so on
 /// standard error (the test runner shows it; a skip is never silent).
-#[allow(clippy::print_stderr)]
+#[expect(
+    clippy::print_stderr,
+    reason = "a skip is said on standard error, never silent"
+)]
 pub fn skip() -> bool {
     let asked = std::env::var(SKIP_VAR).is_ok_and(|v| v == "1");
     if asked && in_ci() {

@@ -5,7 +5,11 @@
 //!
 //! Like a test, a scenario fails by panicking, with the reason.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::print_stderr,
+    reason = "a scenario's failure is a test failure, and its progress is printed for the run's log"
+)]
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -13,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use robust_producer::{Config, HealthConfig};
 use robust_producer_rdkafka::RdkafkaConfig;
+use robust_producer_rdkafka::readback::ReadBack;
 
 use crate::audit::{AckTimeline, Audit};
 use crate::cluster::{Cluster, LeaderWatch};
 use crate::load::{LoadSpec, Service};
-use crate::verify;
 
 /// Partitions of every scenario's topic.
 pub const PARTITIONS: i32 = 6;
@@ -239,7 +243,10 @@ impl<'c> Run<'c> {
         let want: usize = finished.iter().map(|f| f.sent.len()).sum();
         let (bootstrap, topic) = (self.cluster.bootstrap(), self.topic.clone());
         let consumed = tokio::task::spawn_blocking(move || {
-            verify::consume(&bootstrap, &topic, want, Duration::from_secs(120))
+            ReadBack::new(bootstrap, topic)
+                .until_quiet(want, Duration::from_secs(2))
+                .timeout(Duration::from_secs(120))
+                .read()
         })
         .await
         .unwrap()

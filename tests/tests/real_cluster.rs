@@ -20,7 +20,12 @@
 //! `ROBUST_PRODUCER_SOAK=N` runs the soak instead: N random leader kills and
 //! bounces with random gaps, one summary line.
 
-#![allow(clippy::unwrap_used, clippy::print_stderr, clippy::print_stdout)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::print_stderr,
+    clippy::print_stdout,
+    reason = "test code: a panic is a failure, output helps"
+)]
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

@@ -8,8 +8,13 @@
 //! `tests/kafka-image/prepare.sh`; see `robust_producer_tests::prereq`.
 //! Scenarios run one at a time (each starts its own broker).
 
-#![allow(clippy::unwrap_used, clippy::print_stderr)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is a failure, output helps"
+)]
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -18,11 +23,11 @@ use robust_producer::{
     BackoffConfig, Config, DeadLetter, DeliveryError, DeliveryHandle, EventEnvelope,
     OverflowPolicy, Producer, State, TokioRuntime,
 };
+use robust_producer_rdkafka::readback::{ReadBack, Report, Sent, check};
 use robust_producer_rdkafka::{RdkafkaConfig, RdkafkaTransport};
 use robust_producer_tests::kafka::{BrokerOptions, Kafka, Ports};
 use robust_producer_tests::prereq;
 use robust_producer_tests::proxy::Mode;
-use robust_producer_tests::verify::{self, Report, Sent};
 
 /// Runs one scenario on its own runtime, one at a time.
 fn scenario<F: Future<Output = ()>>(body: impl FnOnce() -> F) {
@@ -103,7 +108,7 @@ impl Service {
         let id = envelope.event_id.clone();
         let record = envelope.into_record(topic, Some(&key)).unwrap();
         let handle = self.producer.send(record).await.expect("accepted");
-        self.sent.push(Sent { key, event_id: id });
+        self.sent.push(Sent::keyed(key, id));
         self.handles.push(handle);
     }
 
@@ -188,12 +193,15 @@ async fn read_back(bootstrap: &str, topic: &str, sent: &[Sent]) -> (Report, usiz
     let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
     let want = sent.len();
     let consumed = tokio::task::spawn_blocking(move || {
-        verify::consume(&bootstrap, &topic, want, Duration::from_secs(90))
+        ReadBack::new(bootstrap, topic)
+            .until_quiet(want, Duration::from_secs(2))
+            .timeout(Duration::from_secs(90))
+            .read()
     })
     .await
     .unwrap()
     .unwrap();
-    (verify::check(sent, &consumed), consumed.len())
+    (check(sent, &HashSet::new(), &consumed), consumed.len())
 }
 
 fn summary(
@@ -513,7 +521,7 @@ fn graceful_shutdown_during_an_outage_hands_back_the_rest() {
             .collect();
         let tail: Vec<String> = svc.sent[svc.sent.len() - returned.len()..]
             .iter()
-            .map(|s| s.event_id.clone())
+            .map(|s| s.id.clone())
             .collect();
         assert_eq!(returned_ids, tail);
         kafka.set_network(Mode::Pass);

@@ -20,7 +20,11 @@
 //! of one record sent after the producer stayed quiet that long (default 60
 //! s; connection and metadata warm).
 
-#![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
+#![expect(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    reason = "a benchmark: it prints its figures, and any failure ends it"
+)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -270,23 +274,7 @@ fn main() {
         .build()
         .unwrap();
     let raw = Raw::new(&bootstrap);
-    let producer = rt.block_on(async {
-        let config = Config::builder()
-            .max_queued_records(1_000_000)
-            .max_queued_bytes(1 << 30)
-            .build()
-            .unwrap();
-        let transport = RdkafkaTransport::new(RdkafkaConfig::new(bootstrap.clone())).unwrap();
-        let p = Producer::builder(config)
-            .start(transport, TokioRuntime::new())
-            .unwrap();
-        p.send(Record::new(TOPIC, payload()))
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        p
-    });
+    let producer = rt.block_on(start_ours(&bootstrap));
     for &rate in &args.rates {
         let r = raw.run(rate, args.seconds).summary();
         let o = rt
@@ -310,28 +298,53 @@ fn main() {
         );
     }
     if args.quiet_seconds > 0 {
-        std::thread::sleep(Duration::from_secs(args.quiet_seconds));
-        raw.send(1);
-        raw.producer.flush(Duration::from_secs(60)).unwrap();
-        let r = raw.take().summary()[3];
-        let o = rt
-            .block_on(async {
-                let samples = Arc::new(Mutex::new(Samples::default()));
-                ours_send(&producer, &samples, 1).await;
-                producer.flush(Duration::from_secs(60)).await.unwrap();
-                while samples.lock().unwrap().0.is_empty() {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                std::mem::take(&mut *samples.lock().unwrap())
-            })
-            .summary()[3];
-        println!();
-        println!(
-            "first record after {} s quiet: raw {} ms, ours {} ms",
-            args.quiet_seconds,
-            ms(r),
-            ms(o)
-        );
+        after_quiet(&rt, &raw, &producer, args.quiet_seconds);
     }
     drop(rt.block_on(producer.close(Duration::from_secs(5))));
+}
+
+/// The robust producer under test, started and warmed up with one record.
+async fn start_ours(bootstrap: &str) -> Producer {
+    let config = Config::builder()
+        .max_queued_records(1_000_000)
+        .max_queued_bytes(1 << 30)
+        .build()
+        .unwrap();
+    let transport = RdkafkaTransport::new(RdkafkaConfig::new(bootstrap)).unwrap();
+    let p = Producer::builder(config)
+        .start(transport, TokioRuntime::new())
+        .unwrap();
+    p.send(Record::new(TOPIC, payload()))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    p
+}
+
+/// The latency of one record sent after `quiet_seconds` without any, raw
+/// and ours.
+fn after_quiet(rt: &tokio::runtime::Runtime, raw: &Raw, producer: &Producer, quiet_seconds: u64) {
+    std::thread::sleep(Duration::from_secs(quiet_seconds));
+    raw.send(1);
+    raw.producer.flush(Duration::from_secs(60)).unwrap();
+    let r = raw.take().summary()[3];
+    let o = rt
+        .block_on(async {
+            let samples = Arc::new(Mutex::new(Samples::default()));
+            ours_send(producer, &samples, 1).await;
+            producer.flush(Duration::from_secs(60)).await.unwrap();
+            while samples.lock().unwrap().0.is_empty() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            std::mem::take(&mut *samples.lock().unwrap())
+        })
+        .summary()[3];
+    println!();
+    println!(
+        "first record after {} s quiet: raw {} ms, ours {} ms",
+        quiet_seconds,
+        ms(r),
+        ms(o)
+    );
 }

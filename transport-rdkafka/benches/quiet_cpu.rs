@@ -29,11 +29,16 @@
 //! the mock cluster and is skipped. Also reported: the CPU of the transport's
 //! `rdkafka-poll` threads alone.
 
-#![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
+#![expect(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    reason = "a benchmark: it prints its figures, and any failure ends it"
+)]
 
 #[path = "common/cpu.rs"]
 mod cpu;
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,7 +51,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use robust_producer::{Config, Producer, Record, TokioRuntime};
 use robust_producer_rdkafka::{DEFAULT_PARTITIONER, RdkafkaConfig, RdkafkaTransport};
 
-use cpu::{process_cpu, thread_cpu, threads_named_since};
+use cpu::{process_cpu, thread_cpu};
 
 const TOPIC: &str = "quiet";
 
@@ -333,6 +338,18 @@ fn cluster_alone(args: &Args) -> f64 {
 
 fn pct(x: f64) -> String {
     format!("{:.2}%", x * 100.0)
+}
+
+/// CPU time spent since `before` by the threads whose name starts with
+/// `prefix` (threads started since count from zero).
+fn threads_named_since(before: &BTreeMap<String, (String, Duration)>, prefix: &str) -> Duration {
+    thread_cpu()
+        .into_iter()
+        .filter(|(_, (name, _))| name.starts_with(prefix))
+        .map(|(tid, (_, cpu))| {
+            cpu.saturating_sub(before.get(&tid).map(|(_, c)| *c).unwrap_or_default())
+        })
+        .sum()
 }
 
 fn main() {

@@ -5,7 +5,7 @@
 //!
 //! `cargo run --release -p robust-producer-rdkafka --example seed_compare -- --bootstrap 127.0.0.1:9092 --seconds 60`
 
-#![allow(
+#![expect(
     clippy::print_stdout,
     reason = "the script reads the result from stdout"
 )]

@@ -14,7 +14,10 @@
 //!
 //! Unsafe code (librdkafka's C API) lives here and in `produce.rs` only.
 
-#![allow(unsafe_code)]
+#![expect(
+    unsafe_code,
+    reason = "librdkafka's queue event callback and main-queue handle have no safe binding"
+)]
 
 use std::ffi::c_void;
 use std::ptr::NonNull;

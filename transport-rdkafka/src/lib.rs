@@ -150,6 +150,8 @@ mod events;
 mod logs;
 mod metrics;
 mod produce;
+#[cfg(feature = "readback")]
+pub mod readback;
 mod stall;
 mod transport;
 

@@ -20,7 +20,10 @@
 //! succeeds, and stays the caller's when it fails; a returned error object
 //! is the caller's to destroy.
 
-#![allow(unsafe_code)]
+#![expect(
+    unsafe_code,
+    reason = "rd_kafka_produceva and topic handles have no safe binding in rdkafka"
+)]
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::ptr::NonNull;

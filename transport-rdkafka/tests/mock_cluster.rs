@@ -9,8 +9,15 @@
 //!
 //! Scenarios run one at a time (they share two cores and measure timing).
 
-#![allow(clippy::unwrap_used, clippy::print_stderr)] // test code: a panic is a failure, output helps
-#![allow(clippy::await_holding_lock)] // SERIAL is held across awaits on purpose
+#![expect(
+    clippy::unwrap_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is a failure, output helps"
+)]
+#![expect(
+    clippy::await_holding_lock,
+    reason = "SERIAL is held across awaits on purpose"
+)]
 
 mod common;
 

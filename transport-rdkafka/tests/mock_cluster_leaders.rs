@@ -10,8 +10,15 @@
 //! stalled, then reads the topic back and checks every record, per-key order
 //! and duplicates (see `common`).
 
-#![allow(clippy::unwrap_used, clippy::print_stderr)] // test code: a panic is a failure, output helps
-#![allow(clippy::await_holding_lock)] // SERIAL is held across awaits on purpose
+#![expect(
+    clippy::unwrap_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is a failure, output helps"
+)]
+#![expect(
+    clippy::await_holding_lock,
+    reason = "SERIAL is held across awaits on purpose"
+)]
 
 mod common;
 

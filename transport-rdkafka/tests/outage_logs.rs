@@ -8,7 +8,11 @@
 //! counts every event per level (the transport's, librdkafka's and the
 //! core's).
 
-#![allow(clippy::unwrap_used, clippy::print_stderr)] // test code: a panic is a failure, output helps
+#![expect(
+    clippy::unwrap_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is a failure, output helps"
+)]
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

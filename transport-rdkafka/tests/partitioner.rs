@@ -6,7 +6,7 @@
 //! partition of each acknowledgement) and through the mock transport of
 //! `robust-producer-mock` (the same).
 
-#![allow(clippy::unwrap_used, clippy::print_stderr)] // test code: a panic is a failure, output helps
+#![expect(clippy::unwrap_used, reason = "test code: a panic is a failure")]
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! Its own test binary: it installs a global tracing subscriber that
 //! captures everything librdkafka and the transport log.
 
-#![allow(clippy::unwrap_used, clippy::print_stderr)] // test code: a panic is a failure, output helps
+#![expect(clippy::unwrap_used, reason = "test code: a panic is a failure")]
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -3,8 +3,6 @@
 //! the core keeps the session (the wait is explained, not a hang), and
 //! every record is delivered once the partition has a leader again.
 
-#![allow(clippy::unwrap_used, clippy::print_stderr)]
-
 use std::time::{Duration, Instant};
 
 use rdkafka::mocking::MockCluster;

@@ -2,7 +2,11 @@
 //! cluster: the session contract of `robust_producer::transport`, the
 //! back-pressure signal, and configuration errors.
 
-#![allow(clippy::unwrap_used, clippy::print_stderr)] // test code: a panic is a failure, output helps
+#![expect(
+    clippy::unwrap_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is a failure, output helps"
+)]
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -355,7 +359,7 @@ async fn records_arrive_exactly_as_sent_through_topic_handles_and_by_name() {
 
 /// `RdkafkaTransport::new` refuses what would break the delivery guarantee
 /// or cannot work, before building anything (the checks themselves are unit
-/// tested in `config.rs`).
+/// tested in `config/tests.rs`).
 #[test]
 fn new_refuses_settings_that_break_delivery() {
     let refused = |config: RdkafkaConfig| match RdkafkaTransport::new(config) {

@@ -5,8 +5,6 @@
 //! it. Before, the core gave the session up every `ack_timeout`, rebuilt
 //! the client, and the record never settled.
 
-#![allow(clippy::unwrap_used, clippy::print_stderr)]
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

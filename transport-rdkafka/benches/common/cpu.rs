@@ -30,22 +30,6 @@ pub(crate) fn thread_cpu() -> BTreeMap<String, (String, Duration)> {
     by_tid
 }
 
-/// CPU time spent since `before` by the threads whose name starts with
-/// `prefix` (threads started since count from zero).
-#[allow(dead_code, reason = "not every bench reads it")]
-pub(crate) fn threads_named_since(
-    before: &BTreeMap<String, (String, Duration)>,
-    prefix: &str,
-) -> Duration {
-    thread_cpu()
-        .into_iter()
-        .filter(|(_, (name, _))| name.starts_with(prefix))
-        .map(|(tid, (_, cpu))| {
-            cpu.saturating_sub(before.get(&tid).map(|(_, c)| *c).unwrap_or_default())
-        })
-        .sum()
-}
-
 /// The command name and CPU time (user + system) in a `/proc` `stat` line.
 pub(crate) fn parse_stat(stat: &str) -> Option<(&str, Duration)> {
     let (head, rest) = stat.rsplit_once(')')?;

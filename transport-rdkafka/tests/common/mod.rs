@@ -3,10 +3,11 @@
 //! producer under test over the rdkafka transport, the records sent and the
 //! checks of what the broker stored.
 
-#![allow(dead_code, unreachable_pub, missing_docs)]
-
-#[path = "../../support/mod.rs"]
-pub mod support;
+#![expect(
+    dead_code,
+    unreachable_pub,
+    reason = "shared by several test crates, each using part of it, from a private module"
+)]
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -17,9 +18,12 @@ use rdkafka::producer::DefaultProducerContext;
 use robust_producer::{
     BackoffConfig, Config, DeadLetter, EventEnvelope, Producer, Record, State, TokioRuntime,
 };
+use robust_producer_rdkafka::readback::{ReadBack, Report, Sent, check};
 use robust_producer_rdkafka::{MetricsSnapshot, RdkafkaConfig, RdkafkaTransport};
 
-use support::{SEQ_HEADER, Verdict};
+/// Header carrying each record's sequence number, by which the read-back
+/// identifies it.
+pub const SEQ_HEADER: &str = "seq";
 
 pub const TOPIC: &str = "events";
 /// Enough partitions that the mock cluster, which keeps 5 MiB per
@@ -77,14 +81,20 @@ impl Cluster {
         }
     }
 
-    pub fn verify(&self, sent: u64, dead: &HashSet<u64>) -> Verdict {
-        let consumed = support::read_topic(
-            &self.bootstrap,
-            TOPIC,
-            Duration::from_secs(60),
-            support::seq_from_header,
-        );
-        support::verify(sent, dead, &consumed)
+    /// Reads the topic back and checks it against records `0..sent`, of
+    /// which those in `dead` must be absent.
+    pub fn verify(&self, sent: u64, dead: &HashSet<u64>) -> Report {
+        let stored = ReadBack::new(&self.bootstrap, TOPIC)
+            .id_header(SEQ_HEADER)
+            .timeout(Duration::from_secs(60))
+            .read()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let expected: Vec<Sent> = (0..sent)
+            .filter(|s| !dead.contains(s))
+            .map(|s| Sent::keyed(key(s), s.to_string()))
+            .collect();
+        let absent = dead.iter().map(u64::to_string).collect();
+        check(&expected, &absent, &stored)
     }
 }
 
@@ -179,7 +189,7 @@ impl Under {
 /// Record `seq`: a 100-byte-ish envelope with an event id, keyed by one of
 /// `KEYS` keys, and the `seq` header the verifier reads.
 pub fn record(seq: u64, pad: usize) -> Record {
-    let key = format!("key-{}", seq % KEYS);
+    let key = key(seq);
     let payload = serde_json::json!({ "seq": seq, "pad": "x".repeat(pad.saturating_sub(60)) });
     EventEnvelope::new("test.event", "mock-tests", payload)
         .into_record(TOPIC, Some(&key))
@@ -187,7 +197,12 @@ pub fn record(seq: u64, pad: usize) -> Record {
         .with_header(SEQ_HEADER, seq.to_string())
 }
 
-pub fn assert_clean(v: &Verdict, max_duplicates: usize, what: &str) {
+/// The key of record `seq`.
+pub fn key(seq: u64) -> String {
+    format!("key-{}", seq % KEYS)
+}
+
+pub fn assert_clean(v: &Report, max_duplicates: usize, what: &str) {
     eprintln!("{what}: {v:?}");
     assert!(v.is_clean(), "{what}: {v:?}");
     assert!(
