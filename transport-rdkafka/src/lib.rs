@@ -141,6 +141,8 @@
 //! authentication, TLS, authorization and configuration problems, and
 //! fatal errors.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod bell;
 mod classify;
 mod client;
@@ -151,6 +153,7 @@ mod logs;
 mod metrics;
 mod produce;
 #[cfg(feature = "readback")]
+#[cfg_attr(docsrs, doc(cfg(feature = "readback")))]
 pub mod readback;
 mod stall;
 mod transport;

@@ -377,8 +377,8 @@ async fn hung_broker_recovers() {
 /// leaving them to the poll thread, whose frees would contend with the
 /// driver thread's allocations. On a current-thread runtime, where the
 /// application and the driver share the thread, the driver goes idle
-/// whenever its window is full: that is when the poll thread used to take
-/// the reports over.
+/// whenever its window is full: that is when a poll thread without this
+/// rule would take the reports over.
 #[tokio::test(flavor = "current_thread")]
 async fn busy_driver_serves_delivery_reports_on_its_own_thread() {
     let _serial = serial();

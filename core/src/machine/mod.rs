@@ -28,7 +28,7 @@ use crate::stats::{Health, SendHold, Stats};
 use crate::transport::{TransportError, TransportEvent};
 use queue::RecordQueue;
 
-/// After a [`ErrorClass::Backpressure`] failure, sending resumes on
+/// After a [`ErrorClass::Backpressure`](crate::ErrorClass::Backpressure) failure, sending resumes on
 /// [`TransportEvent::Ready`] or after this pause, whichever comes first.
 pub const BACKPRESSURE_PAUSE: Duration = Duration::from_millis(10);
 

@@ -125,8 +125,7 @@ fn is_overridden(name: &str, value: &str) -> bool {
 /// a partition's queue and, in the same pass of its broker thread, can send
 /// the next records, which the broker then stores ahead of the expired
 /// record's resend. No record is lost (the core resends it) but per-key order
-/// is: the mock-cluster tests caught exactly this with a one-second
-/// `message.timeout.ms`. The core bounds unacknowledged time instead: a
+/// is, as a one-second `message.timeout.ms` on the mock cluster shows. The core bounds unacknowledged time instead: a
 /// session with no report for its `ack_timeout`, or with one record
 /// unacknowledged for `LOST_ACK_FACTOR` times that while others are
 /// acknowledged, is given up and everything unacknowledged is resent, in
