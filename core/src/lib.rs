@@ -186,6 +186,6 @@ pub use record::{Bytes, Header, Record, RecordId};
 pub use record_bytes::IntoRecordBytes;
 pub use spool::{DurableError, Room, SPOOL_CLOSE_GRACE, Spool, SpoolSignal};
 pub use state::State;
-pub use stats::{Health, SendHold, Stats, Verdict};
+pub use stats::{AccountingMismatch, Health, SendHold, Stats, Verdict};
 pub use time::{FAR_FUTURE, deadline_after};
 pub use transport::{Ack, ErrorClass, Transport, TransportError, TransportEvent, TransportLimits};

@@ -28,9 +28,12 @@ use std::fmt;
 ///                                 └────────┘
 /// ```
 ///
+/// Serialized as its `snake_case` name (`"connected"`).
+///
 /// Every transition is reported once as
 /// [`Event::StateChanged`](crate::Event::StateChanged) and traced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum State {
     /// No session; the next connect attempt is scheduled after a backoff.

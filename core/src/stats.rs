@@ -1,22 +1,31 @@
 //! What the producer says about itself: [`Stats`] counters and gauges, and
 //! the [`Health`] verdict computed from them by documented rules
-//! (see [`HealthConfig`]).
+//! (see [`HealthConfig`]); the accounting identity the counters keep; and
+//! their JSON form (`serde::Serialize`: durations as seconds, enums as
+//! `snake_case` strings).
 
 use std::time::Duration;
+
+use serde::{Serialize, Serializer};
 
 use crate::config::HealthConfig;
 use crate::state::State;
 
 /// A snapshot of the producer's gauges and counters.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Serialized (for a health endpoint, say) with these field names;
+/// durations are seconds as numbers, `null` when absent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// Current state.
     pub state: State,
     /// Time since the last state change.
+    #[serde(serialize_with = "seconds")]
     pub time_in_state: Duration,
     /// Time since the producer was last connected (or since start, if it
     /// never was); `None` while connected.
+    #[serde(serialize_with = "maybe_seconds")]
     pub disconnected_for: Option<Duration>,
     /// Records held: waiting plus in flight.
     pub queued_records: usize,
@@ -25,6 +34,7 @@ pub struct Stats {
     /// Records handed to the transport and not yet acknowledged.
     pub in_flight: usize,
     /// Age of the oldest record held.
+    #[serde(serialize_with = "maybe_seconds")]
     pub oldest_queued_age: Option<Duration>,
     /// Fullness of the queue in `[0, 1]`, by records or bytes, whichever is
     /// fuller.
@@ -56,9 +66,66 @@ pub struct Stats {
     pub send_held: Option<SendHold>,
 }
 
+impl Stats {
+    /// Checks the accounting identity: every record accepted is delivered,
+    /// dead-lettered, dropped, returned, or still held (`queued_records`).
+    /// It holds at every moment; a mismatch names the numbers.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountingMismatch`] when the counters do not add up.
+    pub fn check_accounting(&self) -> Result<(), AccountingMismatch> {
+        let ended = self
+            .delivered
+            .saturating_add(self.dead_lettered)
+            .saturating_add(self.dropped)
+            .saturating_add(self.returned);
+        let held = self.queued_records as u64;
+        if self.accepted == ended.saturating_add(held) {
+            Ok(())
+        } else {
+            Err(AccountingMismatch {
+                accepted: self.accepted,
+                ended,
+                held,
+            })
+        }
+    }
+}
+
+/// The counters of a [`Stats`] do not add up (see
+/// [`Stats::check_accounting`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "accounting mismatch: {accepted} accepted, but {ended} delivered, dead-lettered, \
+     dropped or returned plus {held} held"
+)]
+#[non_exhaustive]
+pub struct AccountingMismatch {
+    /// Records accepted.
+    pub accepted: u64,
+    /// Records delivered, dead-lettered, dropped or returned.
+    pub ended: u64,
+    /// Records held.
+    pub held: u64,
+}
+
+fn seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+fn maybe_seconds<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
 /// Why records wait although the link is up: the machine's reason for
-/// not sending the next one now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// not sending the next one now. Serialized as `{"reason": "in_flight_full"}`,
+/// `{"reason": "spool_unrecorded", "unrecorded": 2}` and so on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum SendHold {
     /// `max_in_flight` records are in flight.
@@ -85,8 +152,10 @@ pub enum SendHold {
     SendingAlone,
 }
 
-/// The overall verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The overall verdict. Serialized as `"healthy"`, `"degraded"` or
+/// `"unhealthy"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Verdict {
     /// Connected, queue shallow and fresh.
@@ -97,8 +166,21 @@ pub enum Verdict {
     Unhealthy,
 }
 
-/// A verdict with the reasons behind it (empty when healthy).
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl Verdict {
+    /// The HTTP status a health endpoint answers with: 200 for Healthy and
+    /// Degraded (the producer works; Degraded is for watching), 503 for
+    /// Unhealthy.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Verdict::Healthy | Verdict::Degraded => 200,
+            Verdict::Unhealthy => 503,
+        }
+    }
+}
+
+/// A verdict with the reasons behind it (empty when healthy). Serialized
+/// as `{"verdict": "degraded", "reasons": ["..."]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Health {
     /// The verdict.
     pub verdict: Verdict,

@@ -642,6 +642,7 @@ impl Sim {
         );
         prop_assert_eq!(m.state(), self.state);
         let s = m.stats(self.now);
+        prop_assert_eq!(s.check_accounting(), Ok(()));
         prop_assert_eq!(s.accepted, self.accepted as u64);
         prop_assert_eq!(s.delivered, self.delivered.len() as u64);
         prop_assert_eq!(s.dead_lettered, self.dead.len() as u64);

@@ -240,6 +240,11 @@ impl<'c> Run<'c> {
         for s in std::mem::take(&mut self.services) {
             finished.push(s.finish(Duration::from_secs(120)).await);
         }
+        for f in &finished {
+            if let Err(e) = f.stats.check_accounting() {
+                panic!("{}: {e}", f.name);
+            }
+        }
         let want: usize = finished.iter().map(|f| f.sent.len()).sum();
         let (bootstrap, topic) = (self.cluster.bootstrap(), self.topic.clone());
         let consumed = tokio::task::spawn_blocking(move || {

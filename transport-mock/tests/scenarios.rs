@@ -99,6 +99,18 @@ impl Scenario {
     }
 }
 
+impl Drop for Scenario {
+    /// Every scenario ends with the accounting identity checked.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let stats = self.producer.stats();
+            if let Err(e) = stats.check_accounting() {
+                panic!("{e}: {stats:?}");
+            }
+        }
+    }
+}
+
 /// The checks every scenario makes on the broker's log.
 fn check_log(broker: &MockBroker, expected: &[Record]) -> Result<Verification, String> {
     let v = broker.verify(expected).map_err(|e| e.to_string())?;

@@ -611,3 +611,49 @@ fn unrecorded_spool_settle_marks_share_the_window_and_are_named() {
     assert_eq!(commands(&mut m, t0).1, vec![4]);
     assert_eq!(m.send_hold(t0), None, "nothing waits");
 }
+
+#[test]
+fn stats_keep_the_accounting_identity_and_serialize_with_stable_names() {
+    let t0 = Instant::now();
+    let mut m = connected(t0);
+    for k in ["a", "b", "c"] {
+        m.enqueue(record(k), t0).unwrap();
+    }
+    let _ = commands(&mut m, t0);
+    m.handle_transport(TransportEvent::Delivered(Ack::new(RecordId(1))), t0);
+    let s = m.stats(t0 + Duration::from_millis(1500));
+    assert_eq!((s.accepted, s.delivered, s.queued_records), (3, 1, 2));
+    assert_eq!(s.check_accounting(), Ok(()));
+    let mut broken = s.clone();
+    broken.delivered += 1;
+    let e = broken.check_accounting().unwrap_err();
+    assert_eq!((e.accepted, e.ended, e.held), (3, 2, 2));
+
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!(json["state"], "connected");
+    assert_eq!(json["time_in_state"], 1.5);
+    assert_eq!(json["disconnected_for"], serde_json::Value::Null);
+    assert_eq!(json["oldest_queued_age"], 1.5);
+    assert_eq!(json["queued_records"], 2);
+    assert_eq!(json["in_flight"], 2);
+    assert_eq!(json["send_held"], serde_json::Value::Null);
+    let hold = serde_json::to_value(SendHold::SpoolUnrecorded { unrecorded: 2 }).unwrap();
+    assert_eq!(
+        hold,
+        serde_json::json!({"reason": "spool_unrecorded", "unrecorded": 2})
+    );
+
+    let health = m.health(t0);
+    let json = serde_json::to_value(&health).unwrap();
+    assert_eq!(
+        json["verdict"],
+        serde_json::to_value(health.verdict).unwrap()
+    );
+    assert_eq!(crate::Verdict::Healthy.http_status(), 200);
+    assert_eq!(crate::Verdict::Degraded.http_status(), 200);
+    assert_eq!(crate::Verdict::Unhealthy.http_status(), 503);
+    assert_eq!(
+        serde_json::to_value(crate::Verdict::Unhealthy).unwrap(),
+        "unhealthy"
+    );
+}
