@@ -71,6 +71,18 @@ fn core_config(service: &str) -> Config {
         .unwrap()
 }
 
+impl Drop for Service {
+    /// Every scenario ends with the accounting identity checked.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let stats = self.producer.stats();
+            if let Err(e) = stats.check_accounting() {
+                panic!("{}: {e}: {stats:?}", self.name);
+            }
+        }
+    }
+}
+
 impl Service {
     fn start(name: &'static str, bootstrap: &str, extra: &[(&str, &str)], config: Config) -> Self {
         let mut rd = RdkafkaConfig::new(bootstrap)
@@ -381,7 +393,7 @@ fn flapping_while_four_services_publish() {
                 }
                 let (delivered, failed) = svc.settle(Duration::from_secs(120)).await;
                 assert!(failed.is_empty(), "{name}: {failed:?}");
-                (svc.sent, delivered)
+                (std::mem::take(&mut svc.sent), delivered)
             }));
         }
         for _ in 0..10 {

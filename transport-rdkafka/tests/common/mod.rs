@@ -180,8 +180,13 @@ impl Under {
         assert_eq!(stats.accepted, sent);
         assert_eq!(stats.delivered + stats.dead_lettered, sent, "{stats:?}");
         assert_eq!(stats.dropped, 0);
+        stats.check_accounting().expect("the counters add up");
         let returned = self.producer.close(Duration::from_secs(5)).await;
         assert!(returned.is_empty());
+        let closed = self.producer.stats();
+        closed
+            .check_accounting()
+            .expect("the counters add up after close");
         (stats, self.metrics.snapshot())
     }
 }
