@@ -49,7 +49,8 @@
 //! [`Producer::send_event`] wraps a serializable payload in a JSON event
 //! envelope; [`Producer::stats`] and [`Producer::health`] say what the
 //! producer is doing; [`Producer::state`] and [`Producer::watch_state`]
-//! follow its [`State`].
+//! give its latest [`State`], and [`Producer::transitions`] every
+//! transition in order, none skipped.
 //!
 //! ## Features
 //!
@@ -136,7 +137,7 @@
 //!         │           ┌───────────────────────┘        │
 //!         │           │ connected,                     │ connected,
 //!         │           ▼ nothing queued                 ▼ backlog
-//!         │     ┌───────────┐  flush / shutdown  ┌──────────┐
+//!         │     ┌───────────┐      shutdown      ┌──────────┐
 //!         │     │ Connected │ ─────────────────▶ │ Draining │
 //!         │     └───────────┘ ◀───────────────── └──────────┘
 //!         │           │            drained             │
@@ -177,7 +178,8 @@ pub use driver::TokioRuntime;
 pub use driver::{
     BoxFuture, DEFAULT_DROP_GRACE, DeadLetter, DeadLetterReason, DeliveryError, DeliveryHandle,
     ENVELOPE_VERSION, EVENT_ID_HEADER, EVENT_TYPE_HEADER, EventEnvelope, FlushError,
-    PRODUCER_HEADER, Producer, ProducerBuilder, Runtime, SendEventError, StateWatch,
+    PRODUCER_HEADER, Producer, ProducerBuilder, Runtime, SendEventError, StateWatch, Transition,
+    Transitions,
 };
 pub use event::{Command, EnqueueError, Event};
 pub use headers::Headers;

@@ -19,7 +19,7 @@ use std::fmt;
 ///     │       │                   ┌──────────┐  drained   ┌───────────┐
 ///     │       └───────────────────│ Draining │───────────▶│ Connected │
 ///     │                           └──────────┘◀───────────└───────────┘
-///     │                                │        flush / shutdown  │
+///     │                                │            shutdown      │
 ///     └────────── link lost ───────────┼──────────────────────────┘
 ///                                      │ shutdown done or deadline
 ///                                      ▼ (from any state)
@@ -43,7 +43,8 @@ pub enum State {
     /// Connected; records flow as they arrive.
     Connected,
     /// Connected and working through records that waited: a backlog after a
-    /// reconnect, a flush, or a shutdown.
+    /// reconnect, or what is held at shutdown. A flush does not change the
+    /// state, so a dashboard keyed on it does not flap.
     Draining,
     /// Shut down; nothing is accepted or sent any more.
     Closed,

@@ -185,7 +185,11 @@ fn flush_waits_for_acknowledgements_and_times_out_on_the_fake_clock() {
     let mut flush = Box::pin(p.flush(Duration::from_secs(3)));
     assert!(poll_once(&mut flush).is_pending());
     h.run();
-    assert_eq!(h.producer.state(), State::Draining);
+    assert_eq!(
+        h.producer.state(),
+        State::Connected,
+        "a flush does not flap the state"
+    );
     h.ack_all();
     h.run();
     assert_eq!(poll_once(&mut flush), Poll::Ready(Ok(())));
@@ -321,7 +325,7 @@ fn link_errors_from_send_reconnect_and_resend_in_order() {
 }
 
 #[test]
-fn state_watch_sees_every_change() {
+fn state_watch_sees_a_change() {
     let mut h = Harness::new(config().build().unwrap());
     let mut watch = h.producer.watch_state();
     let mut next = Box::pin(watch.changed());
@@ -334,7 +338,14 @@ fn state_watch_sees_every_change() {
 fn dropping_the_driver_fails_the_producer_and_close_still_returns_records() {
     let mut h = Harness::new(config().build().unwrap());
     let mut handle = h.producer.try_send(rec("a")).unwrap();
+    let mut transitions = h.producer.transitions();
     h.driver = None; // the executor shut down
+    let mut next = Box::pin(transitions.next());
+    let Poll::Ready(Some(failed)) = poll_once(&mut next) else {
+        panic!("the failure is a transition");
+    };
+    assert_eq!(failed.to, State::Failed);
+    drop(next);
     assert!(matches!(
         poll_once(&mut handle),
         Poll::Ready(Err(DeliveryError::Failed { .. }))
@@ -418,4 +429,66 @@ fn driver_tells_the_transport_when_it_goes_idle_and_only_then() {
     assert!(h.poll_driver().is_pending());
     assert_eq!(h.sent().len(), 5000);
     assert_eq!(idles(&h)[before..], [5000]);
+}
+
+/// `transitions()` gives every transition in order, none skipped, and ends
+/// with the producer; `watch_state()` gives the latest state only.
+#[test]
+fn transitions_are_never_skipped_while_the_watch_gives_the_latest() {
+    let mut h = Harness::new(config().build().unwrap());
+    let mut transitions = h.producer.transitions();
+    let mut watch = h.producer.watch_state();
+    // Connecting now: fail, reconnect, connect with a backlog, drain.
+    drop(h.producer.try_send(rec("a")).unwrap());
+    h.transport
+        .push_event(TransportEvent::ConnectFailed("refused".into()));
+    h.run();
+    h.advance(Duration::from_millis(100));
+    h.connect();
+    h.ack_all();
+    h.run();
+    assert_eq!(h.producer.state(), State::Connected);
+
+    let mut watched = Box::pin(watch.changed());
+    assert_eq!(
+        poll_once(&mut watched),
+        Poll::Ready(Some(State::Connected)),
+        "the watch skips to the latest state"
+    );
+    drop(watched);
+    let mut seen = Vec::new();
+    loop {
+        let mut next = Box::pin(transitions.next());
+        match poll_once(&mut next) {
+            Poll::Ready(Some(t)) => seen.push((t.from, t.to)),
+            Poll::Ready(None) => panic!("the stream ended while the producer runs"),
+            Poll::Pending => break,
+        }
+    }
+    use State::*;
+    assert_eq!(
+        seen,
+        [
+            (Connecting, Disconnected),
+            (Disconnected, Connecting),
+            (Connecting, Draining),
+            (Draining, Connected),
+        ]
+    );
+
+    let p = h.producer.clone();
+    let mut close = Box::pin(p.close(Duration::from_secs(1)));
+    assert!(poll_once(&mut close).is_pending());
+    h.run();
+    assert_eq!(poll_once(&mut close), Poll::Ready(Vec::new()));
+    let mut rest = Vec::new();
+    loop {
+        let mut next = Box::pin(transitions.next());
+        match poll_once(&mut next) {
+            Poll::Ready(Some(t)) => rest.push((t.from, t.to)),
+            Poll::Ready(None) => break,
+            Poll::Pending => panic!("the stream must end once the producer stopped"),
+        }
+    }
+    assert_eq!(rest.last(), Some(&(Connected, Closed)), "{rest:?}");
 }

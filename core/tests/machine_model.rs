@@ -575,6 +575,11 @@ impl Sim {
             Event::StateChanged { from, to } => {
                 prop_assert_eq!(from, self.state, "reported from-state");
                 prop_assert!(from.may_become(to), "{from} -> {to} is not on the diagram");
+                prop_assert!(
+                    !(from == State::Connected && to == State::Draining)
+                        || self.shutdown_deadline.is_some(),
+                    "Connected -> Draining without a shutdown (a flush must not change the state)"
+                );
                 self.state = to;
                 if to == State::Disconnected {
                     self.disconnected_at = Some(self.now);

@@ -26,6 +26,7 @@ use super::shared::{DeadLetterSink, Shared, register, unlock_and_wake_driver};
 use super::spooling::Spooling;
 use super::supervise::Supervised;
 use super::task::Driver;
+use super::transitions::{StateWatch, Transitions};
 
 /// How long the driver keeps delivering after the last [`Producer`] handle
 /// is dropped without [`Producer::close`], unless set with
@@ -461,13 +462,17 @@ impl Producer {
         self.shared().lock().public_state()
     }
 
-    /// A watch on state changes.
+    /// A watch on the latest state: each read gives the state now, and
+    /// may skip states that came and went between two reads. For every
+    /// transition in order, use [`Producer::transitions`].
     pub fn watch_state(&self) -> StateWatch {
-        let seen = self.shared().lock().state.1;
-        StateWatch {
-            shared: Arc::clone(&self.handle.shared),
-            seen,
-        }
+        StateWatch::new(Arc::clone(&self.handle.shared))
+    }
+
+    /// Every state transition from now on, in order, none skipped (a
+    /// transition log, an audit trail). Transitions wait until read.
+    pub fn transitions(&self) -> Transitions {
+        Transitions::new(Arc::clone(&self.handle.shared))
     }
 
     /// Gauges and counters, now. After a failure, `state` is
@@ -489,41 +494,5 @@ impl Producer {
         let stats = self.stats();
         let g = self.shared().lock();
         Health::assess(&stats, g.machine.config().health())
-    }
-}
-
-/// Follows a producer's state changes (see [`Producer::watch_state`]).
-/// It does not keep the producer open.
-pub struct StateWatch {
-    shared: Arc<Shared>,
-    seen: u64,
-}
-
-impl fmt::Debug for StateWatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StateWatch")
-            .field("seen", &self.seen)
-            .finish()
-    }
-}
-
-impl StateWatch {
-    /// Waits for the next state change and returns the new state; `None`
-    /// once the producer has stopped and no change will come.
-    pub async fn changed(&mut self) -> Option<State> {
-        poll_fn(|cx| {
-            let mut g = self.shared.lock();
-            let (state, version) = g.state;
-            if version != self.seen {
-                self.seen = version;
-                return Poll::Ready(Some(state));
-            }
-            if g.stopped {
-                return Poll::Ready(None);
-            }
-            register(&mut g.state_watchers, cx.waker());
-            Poll::Pending
-        })
-        .await
     }
 }

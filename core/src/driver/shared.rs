@@ -17,6 +17,7 @@ use super::delivery::{Completions, SlotWindow};
 use super::outcome::{DeadLetter, DeadLetterReason, DeliveryError};
 use super::runtime::Runtime;
 use super::spooling::Spooling;
+use super::transitions::Inbox;
 
 /// Receives every record that leaves the producer undelivered (except those
 /// `close` hands back).
@@ -42,6 +43,10 @@ pub(crate) struct Inner {
     pub(crate) progress: Vec<Waker>,
     /// Woken when the state changes.
     pub(crate) state_watchers: Vec<Waker>,
+    /// Transitions not yet read, per [`Transitions`](super::transitions::Transitions).
+    pub(crate) inboxes: Vec<Inbox>,
+    /// The id of the last inbox made.
+    pub(crate) next_inbox: u64,
     /// The last state the driver reported, and how many changes so far.
     pub(crate) state: (State, u64),
     /// Records `close` hands back, once the driver has stopped.
@@ -134,6 +139,8 @@ impl Shared {
                 driver: None,
                 progress: Vec::new(),
                 state_watchers: Vec::new(),
+                inboxes: Vec::new(),
+                next_inbox: 0,
                 state: (state, 0),
                 returned: Vec::new(),
                 stopped: false,

@@ -227,7 +227,10 @@ pub(crate) fn finish(shared: &Shared) {
                 held = g.machine.held_records(),
                 "producer failed: nothing is sent any more; close() hands back what is held"
             );
-            g.state = (State::Failed, g.state.1 + 1);
+            let from = g.state.0;
+            let mut woken = Vec::new();
+            g.record_transition(from, State::Failed, &mut woken);
+            g.progress.append(&mut woken);
             DeliveryError::Failed { reason }
         }
         None => DeliveryError::Abandoned,
@@ -243,6 +246,7 @@ pub(crate) fn finish(shared: &Shared) {
     };
     let mut wake = std::mem::take(&mut g.progress);
     wake.append(&mut g.state_watchers);
+    g.wake_transition_readers(&mut wake);
     wake.extend(g.driver.take());
     drop(g);
     completions.run();
@@ -360,9 +364,8 @@ fn dispatch_events(
                     g.hand_back(id, record, completions, dead);
                 }
             }
-            Event::StateChanged { to, .. } => {
-                g.state = (to, g.state.1 + 1);
-                wake.append(&mut g.state_watchers);
+            Event::StateChanged { from, to } => {
+                g.record_transition(from, to, wake);
                 if to == State::Closed {
                     settled = true;
                 }

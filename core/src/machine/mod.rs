@@ -391,8 +391,8 @@ impl Machine {
 
     // ----- mutators ------------------------------------------------------
 
-    /// Asks for every record accepted so far to be delivered; enters
-    /// [`State::Draining`] while connected. Returns the last id that must
+    /// Asks for every record accepted so far to be delivered. The state
+    /// does not change (a dashboard keyed on it must not flap). Returns the last id that must
     /// settle (see [`Machine::is_settled`]), or `None` if none was accepted.
     pub fn flush(&mut self, now: Instant) -> Option<RecordId> {
         let target = self

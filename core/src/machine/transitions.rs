@@ -67,9 +67,11 @@ impl Machine {
                 if settled {
                     self.drain_target = None;
                 }
+                // A flush does not change the public state: a healthy,
+                // flushing producer stays Connected.
                 match link {
                     Link::Draining if settled && self.closing.is_none() => Link::Connected,
-                    Link::Connected if !settled || self.closing.is_some() => Link::Draining,
+                    Link::Connected if self.closing.is_some() => Link::Draining,
                     other => other,
                 }
             }
