@@ -1,6 +1,8 @@
 //! What the machine tells its driver: [`Command`]s to carry out, [`Event`]s
 //! to report, and the [`EnqueueError`] a refused record comes back in.
 
+use std::time::Duration;
+
 use crate::record::{Record, RecordId};
 use crate::state::State;
 use crate::transport::Ack;
@@ -37,7 +39,13 @@ pub enum Event {
         to: State,
     },
     /// The broker acknowledged the record: it is Delivered.
-    Delivered(Ack),
+    Delivered {
+        /// The acknowledgement.
+        ack: Ack,
+        /// From acceptance to the acknowledgement: what the application's
+        /// event waited, retries and outages included.
+        waited: Duration,
+    },
     /// The record can never be delivered; it left the queue.
     DeadLettered {
         /// The record's id.

@@ -56,6 +56,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
+//! | `metrics` | off | Publishes the producer's figures through the [`metrics`](https://docs.rs/metrics) facade (no exporter included): the series are listed in the `metrics` module, and [`Producer::publish_metrics`] refreshes them before a scrape. |
 //! | `tokio` | off | [`TokioRuntime`], the [`Runtime`] for tokio. Without it, `use robust_producer::TokioRuntime` fails with "no `TokioRuntime` in the root": enable it (`robust-producer = { version = "0.1", features = ["tokio"] }`) or implement [`Runtime`] for your executor. |
 //!
 //! With no feature the crate's dependencies contain no async runtime.
@@ -160,6 +161,9 @@ mod driver;
 mod event;
 mod headers;
 mod machine;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod record;
 mod record_bytes;
 pub mod spool;
@@ -188,6 +192,6 @@ pub use record::{Bytes, Header, Record, RecordId};
 pub use record_bytes::IntoRecordBytes;
 pub use spool::{DurableError, Room, SPOOL_CLOSE_GRACE, Spool, SpoolSignal};
 pub use state::State;
-pub use stats::{AccountingMismatch, Health, SendHold, Stats, Verdict};
+pub use stats::{AccountingMismatch, Counted, Health, SendHold, SpoolFigures, Stats, Verdict};
 pub use time::{FAR_FUTURE, deadline_after};
 pub use transport::{Ack, ErrorClass, Transport, TransportError, TransportEvent, TransportLimits};

@@ -107,6 +107,14 @@ pub trait Spool: Send + Sync + 'static {
     fn unrecorded(&self) -> usize {
         0
     }
+
+    /// Bytes the spool keeps on disk, for [`Stats::spool`](crate::Stats::spool)
+    /// and the metrics. Called under the producer's lock, about once a
+    /// second or per [`Producer::stats`](crate::Producer::stats) call.
+    /// Default: `None` (not known).
+    fn bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// How a spool reports back to the producer: which records are Durable,

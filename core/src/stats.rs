@@ -27,6 +27,9 @@ pub struct Stats {
     /// never was); `None` while connected.
     #[serde(serialize_with = "maybe_seconds")]
     pub disconnected_for: Option<Duration>,
+    /// Time spent not connected since start, the current span included.
+    #[serde(serialize_with = "seconds")]
+    pub disconnected_total: Duration,
     /// Records held: waiting plus in flight.
     pub queued_records: usize,
     /// Bytes held: waiting plus in flight.
@@ -41,16 +44,26 @@ pub struct Stats {
     pub queue_fill: f64,
     /// Records accepted since start.
     pub accepted: u64,
+    /// Bytes of the records accepted (by [`Record::size`](crate::Record::size)).
+    pub accepted_bytes: u64,
     /// Records the broker acknowledged.
     pub delivered: u64,
+    /// Bytes of the records delivered (by [`Record::size`](crate::Record::size)).
+    pub delivered_bytes: u64,
     /// Record retries after retriable failures.
     pub retried: u64,
     /// Records dead-lettered after a permanent failure.
     pub dead_lettered: u64,
+    /// Bytes of the records dead-lettered (by [`Record::size`](crate::Record::size)).
+    pub dead_lettered_bytes: u64,
     /// Records dropped by the overflow policy.
     pub dropped: u64,
+    /// Bytes of the records dropped (by [`Record::size`](crate::Record::size)).
+    pub dropped_bytes: u64,
     /// Records handed back at shutdown.
     pub returned: u64,
+    /// Bytes of the records handed back (by [`Record::size`](crate::Record::size)).
+    pub returned_bytes: u64,
     /// Connect attempts made.
     pub reconnect_attempts: u64,
     /// Times an established link was lost (including hangs and fatal errors).
@@ -64,32 +77,73 @@ pub struct Stats {
     /// What holds sending back while records wait on an established link,
     /// if anything does.
     pub send_held: Option<SendHold>,
+    /// The spool's figures, when one is attached.
+    pub spool: Option<SpoolFigures>,
+}
+
+/// What a spool attached to the producer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct SpoolFigures {
+    /// Bytes the spool keeps on disk, when it says
+    /// ([`Spool::bytes`](crate::Spool::bytes)).
+    pub bytes: Option<u64>,
+    /// Records accepted after the last Durable one: what a crash of the
+    /// machine could lose now (the spool's fsync policy bounds it).
+    pub durable_lag: u64,
 }
 
 impl Stats {
-    /// Checks the accounting identity: every record accepted is delivered,
-    /// dead-lettered, dropped, returned, or still held (`queued_records`).
-    /// It holds at every moment; a mismatch names the numbers.
+    /// Checks the accounting identity, in records and in bytes: every
+    /// record accepted is delivered, dead-lettered, dropped, returned, or
+    /// still held (`queued_records`, `queued_bytes`). It holds at every
+    /// moment; a mismatch names the numbers.
     ///
     /// # Errors
     ///
     /// [`AccountingMismatch`] when the counters do not add up.
     pub fn check_accounting(&self) -> Result<(), AccountingMismatch> {
-        let ended = self
-            .delivered
-            .saturating_add(self.dead_lettered)
-            .saturating_add(self.dropped)
-            .saturating_add(self.returned);
-        let held = self.queued_records as u64;
-        if self.accepted == ended.saturating_add(held) {
-            Ok(())
-        } else {
-            Err(AccountingMismatch {
-                accepted: self.accepted,
-                ended,
-                held,
-            })
-        }
+        balance(
+            Counted::Records,
+            self.accepted,
+            [
+                self.delivered,
+                self.dead_lettered,
+                self.dropped,
+                self.returned,
+            ],
+            self.queued_records as u64,
+        )?;
+        balance(
+            Counted::Bytes,
+            self.accepted_bytes,
+            [
+                self.delivered_bytes,
+                self.dead_lettered_bytes,
+                self.dropped_bytes,
+                self.returned_bytes,
+            ],
+            self.queued_bytes as u64,
+        )
+    }
+}
+
+fn balance(
+    unit: Counted,
+    accepted: u64,
+    ended: [u64; 4],
+    held: u64,
+) -> Result<(), AccountingMismatch> {
+    let ended = ended.iter().fold(0u64, |sum, n| sum.saturating_add(*n));
+    if accepted == ended.saturating_add(held) {
+        Ok(())
+    } else {
+        Err(AccountingMismatch {
+            unit,
+            accepted,
+            ended,
+            held,
+        })
     }
 }
 
@@ -97,17 +151,38 @@ impl Stats {
 /// [`Stats::check_accounting`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "accounting mismatch: {accepted} accepted, but {ended} delivered, dead-lettered, \
-     dropped or returned plus {held} held"
+    "accounting mismatch in {unit}: {accepted} accepted, but {ended} delivered, \
+     dead-lettered, dropped or returned plus {held} held"
 )]
 #[non_exhaustive]
 pub struct AccountingMismatch {
-    /// Records accepted.
+    /// What does not add up.
+    pub unit: Counted,
+    /// Records (or bytes) accepted.
     pub accepted: u64,
-    /// Records delivered, dead-lettered, dropped or returned.
+    /// Records (or bytes) delivered, dead-lettered, dropped or returned.
     pub ended: u64,
-    /// Records held.
+    /// Records (or bytes) held.
     pub held: u64,
+}
+
+/// What an [`AccountingMismatch`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Counted {
+    /// Records.
+    Records,
+    /// Bytes, by [`Record::size`](crate::Record::size).
+    Bytes,
+}
+
+impl std::fmt::Display for Counted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Counted::Records => "records",
+            Counted::Bytes => "bytes",
+        })
+    }
 }
 
 fn seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -585,7 +585,7 @@ impl Sim {
                     self.disconnected_at = Some(self.now);
                 }
             }
-            Event::Delivered(ack) => {
+            Event::Delivered { ack, .. } => {
                 prop_assert!(
                     self.stored.contains(&ack.id),
                     "{} delivered but not stored",

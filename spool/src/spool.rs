@@ -156,7 +156,7 @@ impl DiskSpool {
         let shared = &self.handle.shared;
         let st = shared.lock();
         SpoolStats {
-            bytes: st.head - st.segments.front().map_or(st.head, |s| s.start),
+            bytes: held_bytes(&st),
             segments: st.segments.len(),
             appended: st.appended,
             replayed: shared.report.replayed,
@@ -298,4 +298,15 @@ impl Spool for DiskSpool {
     fn unrecorded(&self) -> usize {
         self.handle.shared.unrecorded.load(Ordering::Acquire)
     }
+
+    fn bytes(&self) -> Option<u64> {
+        let st = self.handle.shared.lock();
+        Some(held_bytes(&st))
+    }
+}
+
+/// Bytes of segments, from the oldest kept to the newest, including bytes
+/// buffered but not yet written.
+fn held_bytes(st: &SpoolInner) -> u64 {
+    st.head - st.segments.front().map_or(st.head, |s| s.start)
 }

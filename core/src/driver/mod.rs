@@ -5,6 +5,7 @@
 
 mod delivery;
 mod envelope;
+mod monitor;
 mod outcome;
 mod producer;
 mod runtime;

@@ -479,13 +479,21 @@ impl Producer {
     /// [`State::Failed`] and `last_error` says why.
     pub fn stats(&self) -> Stats {
         let now = self.now();
-        let g = self.shared().lock();
-        let mut stats = g.machine.stats(now);
-        if let Some(reason) = &g.failure {
-            stats.state = State::Failed;
-            stats.last_error = Some(reason.clone());
-        }
-        stats
+        let shared = self.shared();
+        shared.lock().stats(now, shared.spool.as_ref())
+    }
+
+    /// Copies the producer's [`Stats`] and [`Health`] to its metrics now:
+    /// call it before rendering a scrape, so that the scrape is exact. The
+    /// driver also refreshes them on every state change, and every
+    /// [`REFRESH`](crate::metrics::REFRESH) while records are held or the
+    /// producer is not connected. See [`crate::metrics`].
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn publish_metrics(&self) {
+        let now = self.now();
+        let shared = self.shared();
+        shared.publish_metrics(&shared.lock(), now);
     }
 
     /// The health verdict with its reasons (rules on

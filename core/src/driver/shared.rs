@@ -12,8 +12,10 @@ use crate::event::Event;
 use crate::machine::Machine;
 use crate::record::{Record, RecordId};
 use crate::state::State;
+use crate::stats::Stats;
 
 use super::delivery::{Completions, SlotWindow};
+use super::monitor::Monitor;
 use super::outcome::{DeadLetter, DeadLetterReason, DeliveryError};
 use super::runtime::Runtime;
 use super::spooling::Spooling;
@@ -30,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) dead_letters: DeadLetterSink,
     /// The spool, if any.
     pub(crate) spool: Option<Spooling>,
+    /// The producer's metrics.
+    pub(crate) monitor: Monitor,
 }
 
 /// Everything behind the lock.
@@ -66,6 +70,18 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// The stats the application sees: the machine's, with the driver's
+    /// failure and the spool's figures.
+    pub(crate) fn stats(&self, now: Instant, spool: Option<&Spooling>) -> Stats {
+        let mut stats = self.machine.stats(now);
+        if let Some(reason) = &self.failure {
+            stats.state = State::Failed;
+            stats.last_error = Some(reason.clone());
+        }
+        stats.spool = spool.map(|s| s.figures(self.machine.last_id()));
+        stats
+    }
+
     /// The state the application sees: the machine's, unless the driver
     /// failed.
     pub(crate) fn public_state(&self) -> State {
@@ -132,6 +148,7 @@ impl Shared {
         spool: Option<Spooling>,
     ) -> Self {
         let state = machine.state();
+        let monitor = Monitor::new(machine.config());
         Self {
             inner: Mutex::new(Inner {
                 machine,
@@ -151,7 +168,14 @@ impl Shared {
             runtime,
             dead_letters,
             spool,
+            monitor,
         }
+    }
+
+    /// Copies the stats to the metrics (see [`crate::metrics`]).
+    pub(crate) fn publish_metrics(&self, g: &Inner, now: Instant) {
+        let stats = g.stats(now, self.spool.as_ref());
+        self.monitor.publish(&stats, g.machine.config().health());
     }
 
     /// Locks the shared state. A panic while it was held cannot leave it

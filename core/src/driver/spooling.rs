@@ -17,6 +17,7 @@ use crate::machine::Machine;
 use crate::record::{Record, RecordId};
 use crate::spool::{Room, SPOOL_CLOSE_GRACE, Spool, SpoolSignal};
 use crate::stats::SendHold;
+use crate::stats::SpoolFigures;
 use crate::time::deadline_after;
 
 use super::delivery::{Completions, Durability};
@@ -52,6 +53,15 @@ impl Spooling {
             }
         }
         Self { spool, signal }
+    }
+
+    /// The spool's figures for [`Stats::spool`](crate::Stats::spool),
+    /// given the id of the last record accepted.
+    pub(crate) fn figures(&self, last_id: RecordId) -> SpoolFigures {
+        SpoolFigures {
+            bytes: self.spool.bytes(),
+            durable_lag: last_id.0.saturating_sub(self.signal.durable_through().0),
+        }
     }
 
     /// Enqueues under the spool's bound too, and appends the accepted

@@ -23,7 +23,6 @@ use super::delivery::Completions;
 use super::outcome::{DeadLetter, DeadLetterReason, DeliveryError};
 use super::runtime::BoxFuture;
 use super::shared::{Inner, Shared, wake_all};
-use super::spooling::Spooling;
 
 /// Events and commands handled per lock, so senders are not starved.
 const BATCH: usize = 1024;
@@ -39,6 +38,8 @@ pub(crate) struct Driver<T> {
     completions: Completions,
     /// Records settled in a round, for the spool.
     settled: Vec<RecordId>,
+    /// When to refresh the metrics unasked next.
+    refresh_at: Option<Instant>,
 }
 
 enum Round {
@@ -55,6 +56,7 @@ impl<T: Transport> Driver<T> {
             sleep: None,
             completions: Completions::default(),
             settled: Vec::new(),
+            refresh_at: None,
         }
     }
 
@@ -103,6 +105,7 @@ impl<T: Transport> Driver<T> {
         let mut wake = Vec::new();
         let (mut busy, closed, next_timeout) = {
             let mut g = self.shared.lock();
+            let transitions = g.state.1;
             if !g.driver.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 g.driver = Some(cx.waker().clone());
             }
@@ -116,7 +119,7 @@ impl<T: Transport> Driver<T> {
             // just acknowledged as unrecorded before the window refills.
             busy |= dispatch_events(
                 &mut g,
-                spool,
+                &self.shared,
                 &mut self.settled,
                 &mut completions,
                 &mut dead,
@@ -129,7 +132,7 @@ impl<T: Transport> Driver<T> {
             busy |= commands > 0;
             busy |= dispatch_events(
                 &mut g,
-                spool,
+                &self.shared,
                 &mut self.settled,
                 &mut completions,
                 &mut dead,
@@ -139,7 +142,13 @@ impl<T: Transport> Driver<T> {
                 // The sends may have closed the gate: be woken when it opens.
                 busy |= spooling.gate(&mut g.machine, now, cx.waker());
             }
-            (busy, closed, g.machine.poll_timeout())
+            let changed = g.state.1 != transitions;
+            refresh_metrics(&self.shared, &mut self.refresh_at, &g, now, changed);
+            let next = match (g.machine.poll_timeout(), self.refresh_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            (busy, closed, next)
         };
         completions.run();
         self.completions = completions;
@@ -248,6 +257,7 @@ pub(crate) fn finish(shared: &Shared) {
     wake.append(&mut g.state_watchers);
     g.wake_transition_readers(&mut wake);
     wake.extend(g.driver.take());
+    shared.publish_metrics(&g, now);
     drop(g);
     completions.run();
     for letter in dead {
@@ -317,18 +327,20 @@ fn run_commands<T: Transport>(
 /// events.
 fn dispatch_events(
     g: &mut Inner,
-    spool: Option<&Spooling>,
+    shared: &Shared,
     settled_ids: &mut Vec<RecordId>,
     completions: &mut Completions,
     dead: &mut Vec<DeadLetter>,
     wake: &mut Vec<Waker>,
 ) -> bool {
+    let spool = shared.spool.as_ref();
     let mut any = false;
     let mut settled = false;
     while let Some(event) = g.machine.poll_event() {
         any = true;
         match event {
-            Event::Delivered(ack) => {
+            Event::Delivered { ack, waited } => {
+                shared.monitor.delivered(waited);
                 settled = true;
                 settled_ids.push(ack.id);
                 completions.push(g.slots.take(ack.id), Ok(ack));
@@ -383,4 +395,26 @@ fn dispatch_events(
         wake.append(&mut g.progress);
     }
     any
+}
+
+/// Publishes the metrics when the state changed or a refresh is due,
+/// and schedules the next refresh while the figures move by themselves
+/// (ages grow while records are held; time disconnected grows while
+/// not connected). The refresh after they stop moving publishes their
+/// resting values.
+fn refresh_metrics(
+    shared: &Shared,
+    refresh_at: &mut Option<Instant>,
+    g: &Inner,
+    now: Instant,
+    state_changed: bool,
+) {
+    if state_changed || refresh_at.is_some_and(|at| at <= now) {
+        shared.publish_metrics(g, now);
+        *refresh_at = None;
+    }
+    if refresh_at.is_none() {
+        let moving = g.machine.held_records() > 0 || !g.machine.state().is_connected();
+        *refresh_at = shared.monitor.next_refresh(now, moving);
+    }
 }

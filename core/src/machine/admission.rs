@@ -119,6 +119,7 @@ impl Machine {
         let id = RecordId(self.next_id);
         self.next_id += 1;
         self.counters.accepted += 1;
+        self.counters.accepted_bytes += size as u64;
         if !self.fits(size) || !external {
             // DropNewest, or DropOldest with everything in flight.
             self.drop_record(id, record, "overflow");
@@ -138,8 +139,9 @@ impl Machine {
     pub fn enqueue_recovered(&mut self, record: Record, now: Instant) -> RecordId {
         let id = RecordId(self.next_id);
         self.next_id += 1;
-        self.counters.accepted += 1;
         let size = record.size();
+        self.counters.accepted += 1;
+        self.counters.accepted_bytes += size as u64;
         trace!(%id, size, "recovered");
         self.hold(id, record, size, now);
         id
@@ -159,6 +161,7 @@ impl Machine {
 
     pub(super) fn drop_record(&mut self, id: RecordId, record: Record, policy: &'static str) {
         self.counters.dropped += 1;
+        self.counters.dropped_bytes += record.size() as u64;
         self.isolate.remove(&id);
         warn!(%id, policy, "queue full: record dropped by overflow policy");
         self.events.push_back(Event::Dropped {

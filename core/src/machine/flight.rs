@@ -17,10 +17,10 @@ impl Machine {
         if !self.isolate.is_empty() {
             self.overtaken_by(ack.id, now);
         }
-        if !self.queue.discard(ack.id) {
+        let Some((size, accepted_at)) = self.queue.discard(ack.id) else {
             trace!(id = %ack.id, "acknowledgement for a record no longer held");
             return;
-        }
+        };
         self.flight_moved = now;
         self.stalled = None;
         trace!(id = %ack.id, "delivered");
@@ -31,12 +31,14 @@ impl Machine {
             self.isolate.remove(&ack.id);
         }
         self.counters.delivered += 1;
+        self.counters.delivered_bytes += size as u64;
         self.retry.reset();
         if self.reset_backoff_on_ack {
             self.reset_backoff_on_ack = false;
             self.reconnect.reset();
         }
-        self.events.push_back(Event::Delivered(ack));
+        let waited = now.saturating_duration_since(accepted_at);
+        self.events.push_back(Event::Delivered { ack, waited });
         if self.drain_target.is_some() || self.closing.is_some() {
             self.step(Input::Progress, now);
         }
@@ -142,6 +144,7 @@ impl Machine {
         }
         if let Some(held) = self.queue.remove(id) {
             self.counters.dead_lettered += 1;
+            self.counters.dead_lettered_bytes += held.size as u64;
             warn!(%id, %reason, "record dead-lettered");
             self.last_error = Some(reason.clone());
             self.events.push_back(Event::DeadLettered {

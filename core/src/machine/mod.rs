@@ -90,13 +90,20 @@ enum PendingCommand {
 #[derive(Debug, Default, Clone)]
 struct Counters {
     accepted: u64,
+    accepted_bytes: u64,
     delivered: u64,
+    delivered_bytes: u64,
     retried: u64,
     dead_lettered: u64,
+    dead_lettered_bytes: u64,
     dropped: u64,
+    dropped_bytes: u64,
     returned: u64,
+    returned_bytes: u64,
     reconnect_attempts: u64,
     link_losses: u64,
+    /// Time spent disconnected in spans that ended.
+    disconnected: Duration,
 }
 
 /// The producer state machine. See the [crate docs](crate) for the calling
@@ -269,15 +276,22 @@ impl Machine {
         self.queue.oldest().is_none_or(|h| h.id > target)
     }
 
+    /// The id of the last record accepted (`RecordId(0)` before the first).
+    pub fn last_id(&self) -> RecordId {
+        RecordId(self.next_id.saturating_sub(1))
+    }
+
     /// A snapshot of gauges and counters.
     pub fn stats(&self, now: Instant) -> Stats {
         let c = &self.counters;
+        let down_now = self.down_since.map(|t| now.saturating_duration_since(t));
         let fill_records = self.queue.len() as f64 / self.config.max_queued_records() as f64;
         let fill_bytes = self.queue.bytes() as f64 / self.config.max_queued_bytes() as f64;
         Stats {
             state: self.state(),
             time_in_state: now.saturating_duration_since(self.state_since),
-            disconnected_for: self.down_since.map(|t| now.saturating_duration_since(t)),
+            disconnected_for: down_now,
+            disconnected_total: c.disconnected + down_now.unwrap_or_default(),
             queued_records: self.queue.len(),
             queued_bytes: self.queue.bytes(),
             in_flight: self.queue.in_flight_len(),
@@ -287,16 +301,22 @@ impl Machine {
                 .map(|h| now.saturating_duration_since(h.accepted_at)),
             queue_fill: fill_records.max(fill_bytes),
             accepted: c.accepted,
+            accepted_bytes: c.accepted_bytes,
             delivered: c.delivered,
+            delivered_bytes: c.delivered_bytes,
             retried: c.retried,
             dead_lettered: c.dead_lettered,
+            dead_lettered_bytes: c.dead_lettered_bytes,
             dropped: c.dropped,
+            dropped_bytes: c.dropped_bytes,
             returned: c.returned,
+            returned_bytes: c.returned_bytes,
             reconnect_attempts: c.reconnect_attempts,
             link_losses: c.link_losses,
             last_error: self.last_error.clone(),
             stalled: self.stalled.clone(),
             send_held: self.send_hold(now),
+            spool: None,
         }
     }
 

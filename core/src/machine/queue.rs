@@ -181,23 +181,24 @@ impl RecordQueue {
     }
 
     /// Removes a record and drops it where it lies, sparing the copy of
-    /// [`RecordQueue::remove`]; false when it is not held.
+    /// [`RecordQueue::remove`]; its size and acceptance time, or `None`
+    /// when it is not held.
     #[inline]
-    pub(crate) fn discard(&mut self, id: RecordId) -> bool {
-        let Some(entry) = self
+    pub(crate) fn discard(&mut self, id: RecordId) -> Option<(usize, Instant)> {
+        let entry = self
             .position(id)
             .ok()
-            .and_then(|at| self.entries.get_mut(at))
-        else {
-            return false;
-        };
-        let Some(&Held { size, bucket, .. }) = entry.held.as_ref() else {
-            return false;
-        };
+            .and_then(|at| self.entries.get_mut(at))?;
+        let &Held {
+            size,
+            bucket,
+            accepted_at,
+            ..
+        } = entry.held.as_ref()?;
         let in_flight = entry.in_flight;
         entry.held = None;
         self.removed(in_flight, size, bucket);
-        true
+        Some((size, accepted_at))
     }
 
     /// Updates the counts for a removed record, then trims tombstones.
@@ -387,7 +388,7 @@ mod tests {
             for id in (1..=n).filter(|i| i % 8 == lane && *i != 1) {
                 // Half the lanes discard (as acknowledgements do), half remove.
                 if lane % 2 == 0 {
-                    assert!(q.discard(RecordId(id)));
+                    assert!(q.discard(RecordId(id)).is_some());
                 } else {
                     assert_eq!(q.remove(RecordId(id)).map(|h| h.id), Some(RecordId(id)));
                 }
@@ -400,7 +401,7 @@ mod tests {
         assert_eq!(q.oldest().map(|h| h.id), Some(RecordId(1)));
         assert_eq!(q.in_flight_ids(), [RecordId(1)]);
         assert!(q.remove(RecordId(2)).is_none(), "already removed");
-        assert!(!q.discard(RecordId(3)), "already discarded");
+        assert!(q.discard(RecordId(3)).is_none(), "already discarded");
         assert!(q.remove(RecordId(1)).is_some());
         assert!(q.is_empty());
         assert!(q.entries.is_empty());
@@ -448,7 +449,7 @@ mod tests {
         assert_eq!(q.bytes(), 4 * 11);
         // Removals in the middle leave tombstones; lookups and order hold.
         assert!(q.remove(RecordId(3)).is_some());
-        assert!(q.discard(RecordId(4)));
+        assert!(q.discard(RecordId(4)).is_some());
         assert_eq!((q.waiting_len(), q.in_flight_len()), (0, 2));
         assert_eq!(q.get(RecordId(6)).map(|h| h.id), Some(RecordId(6)));
         assert_eq!(q.requeue_all(), 2);

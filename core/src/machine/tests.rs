@@ -299,7 +299,11 @@ fn permanent_failure_dead_letters_and_does_not_block() {
     let events: Vec<_> = std::iter::from_fn(|| m.poll_event()).collect();
     assert!(events.iter().any(|e| matches!(e,
         Event::DeadLettered { id: RecordId(1), reason, .. } if reason == "MSG_SIZE_TOO_LARGE")));
-    assert!(events.contains(&Event::Delivered(Ack::new(RecordId(2)))));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Delivered { ack, .. } if ack.id == RecordId(2)))
+    );
     assert_eq!(m.held_records(), 0);
 }
 
@@ -655,5 +659,67 @@ fn stats_keep_the_accounting_identity_and_serialize_with_stable_names() {
     assert_eq!(
         serde_json::to_value(crate::Verdict::Unhealthy).unwrap(),
         "unhealthy"
+    );
+}
+
+#[test]
+fn bytes_balance_like_records_and_every_delivery_says_how_long_it_waited() {
+    let t0 = Instant::now();
+    let mut m = connected(t0);
+    let size = record("a").size() as u64;
+    for k in ["a", "b", "c"] {
+        m.enqueue(record(k), t0).unwrap();
+    }
+    let _ = commands(&mut m, t0);
+    while m.poll_event().is_some() {}
+    m.handle_transport(
+        TransportEvent::Delivered(Ack::new(RecordId(2))),
+        t0 + Duration::from_millis(250),
+    );
+    let waited = std::iter::from_fn(|| m.poll_event()).find_map(|e| match e {
+        Event::Delivered { ack, waited } if ack.id == RecordId(2) => Some(waited),
+        _ => None,
+    });
+    assert_eq!(waited, Some(Duration::from_millis(250)));
+
+    let s = m.stats(t0);
+    assert_eq!((s.accepted_bytes, s.delivered_bytes), (3 * size, size));
+    assert_eq!(s.queued_bytes as u64, 2 * size);
+    assert_eq!(s.check_accounting(), Ok(()));
+    let mut broken = s.clone();
+    broken.returned_bytes += 1;
+    let e = broken.check_accounting().unwrap_err();
+    assert_eq!(e.unit, crate::Counted::Bytes);
+    assert_eq!(
+        (e.accepted, e.ended, e.held),
+        (3 * size, size + 1, 2 * size)
+    );
+    assert!(e.to_string().contains("in bytes"), "{e}");
+
+    m.shutdown(t0, t0);
+    let s = m.stats(t0);
+    assert_eq!((s.returned, s.returned_bytes), (2, 2 * size));
+    assert_eq!(s.check_accounting(), Ok(()));
+}
+
+#[test]
+fn time_disconnected_adds_up_over_outages() {
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    let mut m = Machine::new(config().build().unwrap(), t0);
+    assert_eq!(
+        m.stats(t0 + s(2)).disconnected_total,
+        s(2),
+        "down since start"
+    );
+    m.handle_timeout(t0 + s(3));
+    let _ = commands(&mut m, t0 + s(3));
+    m.handle_transport(TransportEvent::Connected, t0 + s(3));
+    assert_eq!(m.stats(t0 + s(10)).disconnected_total, s(3));
+    m.handle_transport(TransportEvent::LinkLost("gone".into()), t0 + s(10));
+    let json = serde_json::to_value(m.stats(t0 + s(14))).unwrap();
+    assert_eq!(
+        json["disconnected_total"], 7.0,
+        "3 s, then 4 s of a second outage"
     );
 }

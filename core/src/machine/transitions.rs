@@ -96,6 +96,7 @@ impl Machine {
     pub(super) fn close(&mut self, now: Instant) {
         for held in self.queue.take_all() {
             self.counters.returned += 1;
+            self.counters.returned_bytes += held.size as u64;
             self.events.push_back(Event::Returned {
                 id: held.id,
                 record: Box::new(held.record),
@@ -125,7 +126,9 @@ impl Machine {
         debug_assert!(from.may_become(to), "{from} -> {to} is not on the diagram");
         self.state_since = now;
         if to.is_connected() {
-            self.down_since = None;
+            if let Some(since) = self.down_since.take() {
+                self.counters.disconnected += now.saturating_duration_since(since);
+            }
         } else if from.is_connected() {
             self.down_since = Some(now);
         }
