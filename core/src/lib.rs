@@ -160,6 +160,7 @@ mod config;
 mod driver;
 mod event;
 mod headers;
+mod histogram;
 mod machine;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
@@ -187,6 +188,7 @@ pub use driver::{
 };
 pub use event::{Command, EnqueueError, Event};
 pub use headers::Headers;
+pub use histogram::{DELIVERY_BUCKETS, DurationHistogram};
 pub use machine::{BACKPRESSURE_PAUSE, LOST_ACK_FACTOR, Machine};
 pub use record::{Bytes, Header, Record, RecordId};
 pub use record_bytes::IntoRecordBytes;

@@ -9,8 +9,7 @@
 //!
 //! # When values move
 //!
-//! - The latency histogram is recorded at each acknowledgement.
-//! - Everything else is copied from [`Stats`] and [`Health`]: at each state
+//! - Everything is copied from [`Stats`] and [`Health`]: at each state
 //!   transition, every [`REFRESH`] while records are held or the producer
 //!   is not connected, and whenever
 //!   [`Producer::publish_metrics`](crate::Producer::publish_metrics) is
@@ -44,14 +43,21 @@
 //! | `robust_producer_returned_events_total` | counter | records | | records `close` handed back | |
 //! | `robust_producer_returned_event_bytes_total` | counter | bytes | | their bytes | |
 //! | `robust_producer_retried_events_total` | counter | records | | resends after retriable failures | |
-//! | `robust_producer_delivery_duration_seconds` | histogram | seconds | | from acceptance to acknowledgement, outages included | OTel `messaging.client.operation.duration` (`send`, measured end to end) |
+//! | `robust_producer_delivery_duration_seconds_bucket` | counter | records | `le` | records acknowledged at most `le` seconds after acceptance (buckets: [`DELIVERY_BUCKETS`], and `+Inf`) | OTel `messaging.client.operation.duration` (`send`, measured end to end) |
+//! | `robust_producer_delivery_duration_seconds_count` | counter | records | | records acknowledged | |
+//! | `robust_producer_delivery_duration_seconds_sum` | gauge | seconds | | their waits added up | |
 //! | `robust_producer_connect_attempts_total` | counter | attempts | | connect attempts | |
 //! | `robust_producer_link_losses_total` | counter | losses | | established links lost (hangs and fatal errors included) | |
 //! | `robust_producer_disconnected_milliseconds_total` | counter | milliseconds | | time spent not connected; `rate()` of it / 1000 is the fraction of time down | |
 //! | `robust_producer_spool_byte_size` | gauge | bytes | | bytes the spool keeps on disk (with a spool that says) | |
 //! | `robust_producer_spool_durable_lag_events` | gauge | records | | records accepted after the last Durable one (with a spool) | |
 //!
-//! The time disconnected is counted in milliseconds because `metrics`
+//! The delivery duration is a histogram in Prometheus' layout
+//! (`histogram_quantile(0.99, sum by (le) (rate(robust_producer_delivery_duration_seconds_bucket[5m])))`
+//! works), counted by the producer in fixed buckets rather than recorded per
+//! record through the facade: exact at any rate, with no per-record cost in
+//! the recorder and no memory growing between scrapes. The `_sum` is a gauge
+//! and the time disconnected is counted in milliseconds because `metrics`
 //! counters are integers. Topics are not a label: their number is the
 //! application's to bound, not ours. The rdkafka transport adds its own
 //! series (client rebuilds, librdkafka's statistics) with its `metrics`
@@ -59,9 +65,10 @@
 
 use std::time::{Duration, Instant};
 
-use metrics::{Counter, Gauge, Histogram, SharedString, Unit};
+use metrics::{Counter, Gauge, SharedString, Unit};
 
 use crate::config::{Config, HealthConfig};
+use crate::histogram::DELIVERY_BUCKETS;
 use crate::state::State;
 use crate::stats::{Health, Stats, Verdict};
 use crate::time::deadline_after;
@@ -100,8 +107,12 @@ pub const RETURNED_EVENTS: &str = "robust_producer_returned_events_total";
 pub const RETURNED_BYTES: &str = "robust_producer_returned_event_bytes_total";
 /// Resends after retriable failures.
 pub const RETRIED_EVENTS: &str = "robust_producer_retried_events_total";
-/// Acceptance to acknowledgement, in seconds.
-pub const DELIVERY_DURATION: &str = "robust_producer_delivery_duration_seconds";
+/// Records acknowledged at most `le` seconds after acceptance (label `le`).
+pub const DELIVERY_DURATION_BUCKET: &str = "robust_producer_delivery_duration_seconds_bucket";
+/// Records acknowledged.
+pub const DELIVERY_DURATION_COUNT: &str = "robust_producer_delivery_duration_seconds_count";
+/// Their waits added up, in seconds.
+pub const DELIVERY_DURATION_SUM: &str = "robust_producer_delivery_duration_seconds_sum";
 /// Connect attempts.
 pub const CONNECT_ATTEMPTS: &str = "robust_producer_connect_attempts_total";
 /// Established links lost.
@@ -143,7 +154,9 @@ pub(crate) struct Metrics {
     disconnected_ms: Counter,
     spool_bytes: Gauge,
     durable_lag: Gauge,
-    delivery_duration: Histogram,
+    delivery_buckets: [Counter; DELIVERY_BUCKETS.len() + 1],
+    delivery_count: Counter,
+    delivery_sum: Gauge,
 }
 
 impl Metrics {
@@ -191,14 +204,15 @@ impl Metrics {
             disconnected_ms: metrics::counter!(DISCONNECTED_MILLIS, "service" => s()),
             spool_bytes: metrics::gauge!(SPOOL_BYTE_SIZE, "service" => s()),
             durable_lag: metrics::gauge!(SPOOL_DURABLE_LAG, "service" => s()),
-            delivery_duration: metrics::histogram!(DELIVERY_DURATION, "service" => s()),
+            delivery_buckets: std::array::from_fn(|i| {
+                let le = DELIVERY_BUCKETS
+                    .get(i)
+                    .map_or_else(|| "+Inf".to_owned(), |b| b.as_secs_f64().to_string());
+                metrics::counter!(DELIVERY_DURATION_BUCKET, "service" => s(), "le" => le)
+            }),
+            delivery_count: metrics::counter!(DELIVERY_DURATION_COUNT, "service" => s()),
+            delivery_sum: metrics::gauge!(DELIVERY_DURATION_SUM, "service" => s()),
         }
-    }
-
-    /// Records one acknowledgement's wait.
-    #[inline]
-    pub(crate) fn delivered(&self, waited: Duration) {
-        self.delivery_duration.record(waited.as_secs_f64());
     }
 
     /// When to refresh the series unasked after publishing at `now`: every
@@ -239,6 +253,12 @@ impl Metrics {
         self.retried.absolute(stats.retried);
         self.connect_attempts.absolute(stats.reconnect_attempts);
         self.link_losses.absolute(stats.link_losses);
+        let delivery = &stats.delivery_duration;
+        for (counter, (_, n)) in self.delivery_buckets.iter().zip(delivery.cumulative()) {
+            counter.absolute(n);
+        }
+        self.delivery_count.absolute(delivery.count());
+        self.delivery_sum.set(delivery.sum().as_secs_f64());
         let down_ms = u64::try_from(stats.disconnected_total.as_millis()).unwrap_or(u64::MAX);
         self.disconnected_ms.absolute(down_ms);
         if let Some(spool) = &stats.spool {
@@ -271,83 +291,156 @@ fn verdict_label(verdict: Verdict) -> &'static str {
     }
 }
 
+/// A series' kind, for [`describe`].
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// Every series with its kind, unit and description.
+const SERIES: [(&str, Kind, Unit, &str); 23] = [
+    (
+        STATE,
+        Kind::Gauge,
+        Unit::Count,
+        "1 for the producer's current state, 0 for the others",
+    ),
+    (
+        HEALTH,
+        Kind::Gauge,
+        Unit::Count,
+        "1 for the producer's current health verdict, 0 for the others",
+    ),
+    (
+        BUFFER_EVENTS,
+        Kind::Gauge,
+        Unit::Count,
+        "Records held: waiting and in flight",
+    ),
+    (
+        BUFFER_BYTE_SIZE,
+        Kind::Gauge,
+        Unit::Bytes,
+        "Bytes held: waiting and in flight",
+    ),
+    (
+        IN_FLIGHT_EVENTS,
+        Kind::Gauge,
+        Unit::Count,
+        "Records sent and not yet acknowledged",
+    ),
+    (
+        OLDEST_EVENT_AGE,
+        Kind::Gauge,
+        Unit::Seconds,
+        "Age of the oldest record held",
+    ),
+    (
+        RECEIVED_EVENTS,
+        Kind::Counter,
+        Unit::Count,
+        "Records accepted",
+    ),
+    (RECEIVED_BYTES, Kind::Counter, Unit::Bytes, "Bytes accepted"),
+    (
+        SENT_EVENTS,
+        Kind::Counter,
+        Unit::Count,
+        "Records the broker acknowledged",
+    ),
+    (
+        SENT_BYTES,
+        Kind::Counter,
+        Unit::Bytes,
+        "Bytes the broker acknowledged",
+    ),
+    (
+        DISCARDED_EVENTS,
+        Kind::Counter,
+        Unit::Count,
+        "Records dead-lettered or dropped by the overflow policy",
+    ),
+    (
+        DISCARDED_BYTES,
+        Kind::Counter,
+        Unit::Bytes,
+        "Bytes dead-lettered or dropped by the overflow policy",
+    ),
+    (
+        RETURNED_EVENTS,
+        Kind::Counter,
+        Unit::Count,
+        "Records handed back at shutdown",
+    ),
+    (
+        RETURNED_BYTES,
+        Kind::Counter,
+        Unit::Bytes,
+        "Bytes handed back at shutdown",
+    ),
+    (
+        RETRIED_EVENTS,
+        Kind::Counter,
+        Unit::Count,
+        "Resends after retriable failures",
+    ),
+    (
+        DELIVERY_DURATION_BUCKET,
+        Kind::Counter,
+        Unit::Count,
+        "Records acknowledged at most le seconds after acceptance",
+    ),
+    (
+        DELIVERY_DURATION_COUNT,
+        Kind::Counter,
+        Unit::Count,
+        "Records acknowledged (the delivery duration histogram's count)",
+    ),
+    (
+        DELIVERY_DURATION_SUM,
+        Kind::Gauge,
+        Unit::Seconds,
+        "Delivery durations added up",
+    ),
+    (
+        CONNECT_ATTEMPTS,
+        Kind::Counter,
+        Unit::Count,
+        "Connect attempts",
+    ),
+    (
+        LINK_LOSSES,
+        Kind::Counter,
+        Unit::Count,
+        "Established links lost",
+    ),
+    (
+        DISCONNECTED_MILLIS,
+        Kind::Counter,
+        Unit::Milliseconds,
+        "Time spent not connected",
+    ),
+    (
+        SPOOL_BYTE_SIZE,
+        Kind::Gauge,
+        Unit::Bytes,
+        "Bytes the spool keeps on disk",
+    ),
+    (
+        SPOOL_DURABLE_LAG,
+        Kind::Gauge,
+        Unit::Count,
+        "Records accepted after the last durable one",
+    ),
+];
+
 /// Gives every series its unit and description (recorders that keep them
 /// print them as `# HELP`).
 fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_gauge!(
-        STATE,
-        "1 for the producer's current state, 0 for the others"
-    );
-    describe_gauge!(
-        HEALTH,
-        "1 for the producer's current health verdict, 0 for the others"
-    );
-    describe_gauge!(
-        BUFFER_EVENTS,
-        Unit::Count,
-        "Records held: waiting and in flight"
-    );
-    describe_gauge!(
-        BUFFER_BYTE_SIZE,
-        Unit::Bytes,
-        "Bytes held: waiting and in flight"
-    );
-    describe_gauge!(
-        IN_FLIGHT_EVENTS,
-        Unit::Count,
-        "Records sent and not yet acknowledged"
-    );
-    describe_gauge!(
-        OLDEST_EVENT_AGE,
-        Unit::Seconds,
-        "Age of the oldest record held"
-    );
-    describe_counter!(RECEIVED_EVENTS, Unit::Count, "Records accepted");
-    describe_counter!(RECEIVED_BYTES, Unit::Bytes, "Bytes accepted");
-    describe_counter!(SENT_EVENTS, Unit::Count, "Records the broker acknowledged");
-    describe_counter!(SENT_BYTES, Unit::Bytes, "Bytes the broker acknowledged");
-    describe_counter!(
-        DISCARDED_EVENTS,
-        Unit::Count,
-        "Records dead-lettered or dropped by the overflow policy"
-    );
-    describe_counter!(
-        DISCARDED_BYTES,
-        Unit::Bytes,
-        "Bytes dead-lettered or dropped by the overflow policy"
-    );
-    describe_counter!(
-        RETURNED_EVENTS,
-        Unit::Count,
-        "Records handed back at shutdown"
-    );
-    describe_counter!(RETURNED_BYTES, Unit::Bytes, "Bytes handed back at shutdown");
-    describe_counter!(
-        RETRIED_EVENTS,
-        Unit::Count,
-        "Resends after retriable failures"
-    );
-    describe_histogram!(
-        DELIVERY_DURATION,
-        Unit::Seconds,
-        "From acceptance to acknowledgement"
-    );
-    describe_counter!(CONNECT_ATTEMPTS, Unit::Count, "Connect attempts");
-    describe_counter!(LINK_LOSSES, Unit::Count, "Established links lost");
-    describe_counter!(
-        DISCONNECTED_MILLIS,
-        Unit::Milliseconds,
-        "Time spent not connected"
-    );
-    describe_gauge!(
-        SPOOL_BYTE_SIZE,
-        Unit::Bytes,
-        "Bytes the spool keeps on disk"
-    );
-    describe_gauge!(
-        SPOOL_DURABLE_LAG,
-        Unit::Count,
-        "Records accepted after the last durable one"
-    );
+    for (name, kind, unit, help) in SERIES {
+        match kind {
+            Kind::Counter => metrics::describe_counter!(name, unit, help),
+            Kind::Gauge => metrics::describe_gauge!(name, unit, help),
+        }
+    }
 }

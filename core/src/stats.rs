@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 use crate::config::HealthConfig;
+use crate::histogram::DurationHistogram;
 use crate::state::State;
 
 /// A snapshot of the producer's gauges and counters.
@@ -50,6 +51,9 @@ pub struct Stats {
     pub delivered: u64,
     /// Bytes of the records delivered (by [`Record::size`](crate::Record::size)).
     pub delivered_bytes: u64,
+    /// How long delivered records waited, from acceptance to
+    /// acknowledgement, outages included.
+    pub delivery_duration: DurationHistogram,
     /// Record retries after retriable failures.
     pub retried: u64,
     /// Records dead-lettered after a permanent failure.

@@ -49,13 +49,6 @@ impl Scrape {
         }
     }
 
-    fn samples(&self, name: &str) -> Vec<f64> {
-        match self.0.get(&(name.to_owned(), Vec::new())) {
-            Some(DebugValue::Histogram(xs)) => xs.iter().map(|x| x.into_inner()).collect(),
-            other => panic!("{name}: {other:?}"),
-        }
-    }
-
     /// The one state whose gauge is 1; every other state's gauge is 0.
     fn state(&self) -> String {
         self.one_of(names::STATE, "state")
@@ -193,9 +186,23 @@ async fn series_follow_an_outage_a_recovery_and_a_close() {
     // Down since start, so at least as long as the oldest record waited
     // (less a millisecond of truncation).
     assert!(s.value(names::DISCONNECTED_MILLIS, &[]) >= (oldest_age * 1000.0).floor() - 1.0);
-    let waits = s.samples(names::DELIVERY_DURATION);
-    assert_eq!(waits.len(), 3, "{waits:?}");
-    assert!(waits.iter().all(|w| *w >= oldest_age), "{waits:?}");
+    // The three waited at least `oldest_age`: no bucket below it holds any.
+    assert_eq!(s.value(names::DELIVERY_DURATION_COUNT, &[]), 3.0);
+    assert_eq!(
+        s.value(names::DELIVERY_DURATION_BUCKET, &[("le", "+Inf")]),
+        3.0
+    );
+    for bound in robust_producer::DELIVERY_BUCKETS {
+        let le = bound.as_secs_f64().to_string();
+        let at_most = s.value(names::DELIVERY_DURATION_BUCKET, &[("le", &le)]);
+        let expected = if bound.as_secs_f64() < oldest_age {
+            0.0
+        } else {
+            at_most
+        };
+        assert_eq!(at_most, expected, "le {le}");
+    }
+    assert!(s.value(names::DELIVERY_DURATION_SUM, &[]) >= 3.0 * oldest_age);
     s.assert_identity();
 
     // A poison record is dead-lettered, not dropped.

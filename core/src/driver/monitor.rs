@@ -9,7 +9,7 @@ pub(crate) use disabled::Monitor;
 
 #[cfg(not(feature = "metrics"))]
 mod disabled {
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     use crate::config::{Config, HealthConfig};
     use crate::stats::Stats;
@@ -22,9 +22,6 @@ mod disabled {
         pub(crate) fn new(_: &Config) -> Self {
             Self
         }
-
-        #[inline]
-        pub(crate) fn delivered(&self, _: Duration) {}
 
         pub(crate) fn next_refresh(&self, _: Instant, _: bool) -> Option<Instant> {
             None

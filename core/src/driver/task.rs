@@ -339,8 +339,7 @@ fn dispatch_events(
     while let Some(event) = g.machine.poll_event() {
         any = true;
         match event {
-            Event::Delivered { ack, waited } => {
-                shared.monitor.delivered(waited);
+            Event::Delivered { ack, .. } => {
                 settled = true;
                 settled_ids.push(ack.id);
                 completions.push(g.slots.take(ack.id), Ok(ack));

@@ -38,6 +38,7 @@ impl Machine {
             self.reconnect.reset();
         }
         let waited = now.saturating_duration_since(accepted_at);
+        self.counters.delivery.record(waited);
         self.events.push_back(Event::Delivered { ack, waited });
         if self.drain_target.is_some() || self.closing.is_some() {
             self.step(Input::Progress, now);

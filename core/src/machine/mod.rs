@@ -22,6 +22,7 @@ use tracing::{debug, info};
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::event::{Command, Event};
+use crate::histogram::DurationHistogram;
 use crate::record::{Record, RecordId};
 use crate::state::State;
 use crate::stats::{Health, SendHold, Stats};
@@ -104,6 +105,8 @@ struct Counters {
     link_losses: u64,
     /// Time spent disconnected in spans that ended.
     disconnected: Duration,
+    /// How long delivered records waited.
+    delivery: DurationHistogram,
 }
 
 /// The producer state machine. See the [crate docs](crate) for the calling
@@ -311,6 +314,7 @@ impl Machine {
             dropped_bytes: c.dropped_bytes,
             returned: c.returned,
             returned_bytes: c.returned_bytes,
+            delivery_duration: c.delivery,
             reconnect_attempts: c.reconnect_attempts,
             link_losses: c.link_losses,
             last_error: self.last_error.clone(),
