@@ -299,6 +299,7 @@ async fn durable_without_a_spool_says_so() {
     let h = producer.send(rec("k", "a")).await.unwrap();
     assert_eq!(h.durable().await, Err(DurableError::NoSpool));
     h.await.unwrap();
+    assert_eq!(producer.stats().spool, None);
 }
 
 /// A real full disk: a 256 KiB tmpfs. Needs permission to mount; without
@@ -458,4 +459,33 @@ async fn preallocated_segments_take_their_size_at_once_and_recovery_cuts_the_unu
         }
         drop(spool);
     }
+}
+
+#[tokio::test]
+async fn stats_give_the_spool_bytes_and_the_records_not_yet_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    // The longest fsync interval: nothing becomes Durable in the test's
+    // first seconds.
+    let lazy = FsyncPolicy::Interval(Duration::from_secs(60));
+    let spool = DiskSpool::open(spool_config(dir.path(), lazy)).unwrap();
+    let broker = broker_down();
+    let producer = start(&spool, &broker, OverflowPolicy::Reject);
+    for i in 0..50 {
+        drop(producer.send(rec("k", &format!("r{i}"))).await.unwrap());
+    }
+    let figures = producer.stats().spool.unwrap();
+    assert_eq!(figures.durable_lag, 50);
+    eventually(|| {
+        let bytes = producer.stats().spool.unwrap().bytes.unwrap();
+        bytes > 0 && bytes == spool.stats().bytes
+    })
+    .await;
+    drop((producer, spool));
+
+    let dir = tempfile::tempdir().unwrap();
+    let spool = DiskSpool::open(spool_config(dir.path(), FsyncPolicy::Always)).unwrap();
+    let producer = start(&spool, &broker_down(), OverflowPolicy::Reject);
+    let handle = producer.send(rec("k", "r")).await.unwrap();
+    handle.durable().await.unwrap();
+    assert_eq!(producer.stats().spool.unwrap().durable_lag, 0);
 }
