@@ -172,10 +172,12 @@ impl Shared {
         }
     }
 
-    /// Copies the stats to the metrics (see [`crate::metrics`]).
+    /// Copies the stats to the metrics (with the `metrics` feature).
     pub(crate) fn publish_metrics(&self, g: &Inner, now: Instant) {
-        let stats = g.stats(now, self.spool.as_ref());
-        self.monitor.publish(&stats, g.machine.config().health());
+        if cfg!(feature = "metrics") {
+            let stats = g.stats(now, self.spool.as_ref());
+            self.monitor.publish(&stats, g.machine.config().health());
+        }
     }
 
     /// Locks the shared state. A panic while it was held cannot leave it
