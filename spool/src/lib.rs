@@ -57,6 +57,15 @@
 //! * **Close.** `close` writes and fsyncs everything appended (whatever the
 //!   policy); undelivered Durable records stay in the spool for the next
 //!   start and are not handed back.
+//! * **Permissions.** The files hold the records' payloads in clear. The
+//!   spool creates its directory with mode [`SPOOL_DIR_MODE`] (`0700`) and
+//!   every file in it — segments, ledger, lock, quarantine files — with
+//!   [`SPOOL_FILE_MODE`] (`0600`), whatever the process umask. An existing
+//!   directory, or existing spool files, that group or others can read or
+//!   write are not changed (they may be shared on purpose) and do not make
+//!   [`DiskSpool::open`] fail: each is logged as a warning naming the path,
+//!   its mode and the `chmod` that fixes it, and listed in
+//!   [`RecoveryReport::permission_warnings`].
 //!
 //! Only one spool may use a directory at a time (an `flock` on its `lock`
 //! file, released by the kernel if the process dies).
@@ -67,6 +76,7 @@ pub mod codec;
 mod config;
 mod error;
 pub mod format;
+mod permissions;
 mod recovery;
 mod shared;
 mod spool;
@@ -78,5 +88,6 @@ pub use config::{
     SpoolConfigBuilder,
 };
 pub use error::SpoolError;
+pub use permissions::{PermissionWarning, SPOOL_DIR_MODE, SPOOL_FILE_MODE};
 pub use recovery::{Damage, RecoveryReport};
 pub use spool::{DiskSpool, SpoolStats};

@@ -14,6 +14,7 @@ use crate::codec;
 use crate::config::SpoolConfig;
 use crate::error::SpoolError;
 use crate::format::{FrameKind, SEGMENT_HEADER_LEN};
+use crate::permissions::{create_spool_dir, loose_permissions};
 use crate::recovery::{RecoveryReport, recover};
 use crate::shared::{Resumed, Shared, SpoolInner};
 use crate::spool_dir::{create_segment, lock_dir, segment_path, sync_dir};
@@ -89,7 +90,12 @@ impl DiskSpool {
     /// Opens (or creates) the spool in the configured directory: takes its
     /// lock, recovers (see [`RecoveryReport`]) and starts a new segment.
     /// Corruption found in the files never makes this fail: it is repaired
-    /// and reported. The records recovered are handed to the producer the
+    /// and reported. A new directory is created with mode
+    /// [`SPOOL_DIR_MODE`](crate::SPOOL_DIR_MODE) and every file the spool
+    /// creates gets [`SPOOL_FILE_MODE`](crate::SPOOL_FILE_MODE); an
+    /// existing directory or file that group or others can read or write
+    /// is left as it is, logged as a warning and listed in
+    /// [`RecoveryReport::permission_warnings`]. The records recovered are handed to the producer the
     /// spool is attached to.
     ///
     /// # Errors
@@ -99,9 +105,12 @@ impl DiskSpool {
     /// created or read, or a repair cannot be written.
     pub fn open(config: SpoolConfig) -> Result<Self, SpoolError> {
         let dir = config.dir().to_owned();
-        std::fs::create_dir_all(&dir).map_err(SpoolError::io("create directory", &dir))?;
+        create_spool_dir(&dir).map_err(SpoolError::io("create directory", &dir))?;
         let lock = lock_dir(&dir)?;
-        let rec = recover(&dir)?;
+        let mut rec = recover(&dir)?;
+        // After recovery: the ledger is rewritten and settled segments are
+        // gone, so what is reported is what stays readable.
+        rec.report.permission_warnings = loose_permissions(&dir);
 
         // The session's first segment.
         let index = rec.next_index;

@@ -1,8 +1,9 @@
 //! The spool directory's files and the durable operations on them: file
 //! names, segment creation, directory fsync, the atomic ledger write, and
-//! the directory lock.
+//! the directory lock. Every file created here is owner-only (see
+//! `permissions`).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -10,6 +11,7 @@ use tracing::debug;
 
 use crate::error::SpoolError;
 use crate::format::{self, Ledger};
+use crate::permissions::spool_file_options;
 
 /// The ledger's file name.
 pub(crate) const LEDGER: &str = "ledger";
@@ -48,7 +50,7 @@ pub(crate) fn create_segment(
     reserve: Option<u64>,
 ) -> Result<File, SpoolError> {
     let path = segment_path(dir, index);
-    let mut file = OpenOptions::new()
+    let mut file = spool_file_options()
         .write(true)
         .create_new(true)
         .open(&path)
@@ -82,7 +84,12 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
 /// it over the ledger, fsync the directory.
 pub(crate) fn write_ledger(dir: &Path, ledger: &Ledger) -> Result<(), SpoolError> {
     let tmp = dir.join(LEDGER_TMP);
-    let mut f = File::create(&tmp).map_err(SpoolError::io("create", &tmp))?;
+    let mut f = spool_file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(SpoolError::io("create", &tmp))?;
     f.write_all(&ledger.encode())
         .map_err(SpoolError::io("write", &tmp))?;
     f.sync_all().map_err(SpoolError::io("fsync", &tmp))?;
@@ -97,7 +104,7 @@ pub(crate) fn write_ledger(dir: &Path, ledger: &Ledger) -> Result<(), SpoolError
 /// dies, so a crash never leaves it stale).
 pub(crate) fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
     let path = dir.join(LOCK);
-    let file = OpenOptions::new()
+    let file = spool_file_options()
         .create(true)
         .truncate(false)
         .write(true)

@@ -25,6 +25,7 @@ use tracing::info;
 
 use crate::error::SpoolError;
 use crate::format::Ledger;
+use crate::permissions::PermissionWarning;
 use crate::spool_dir::write_ledger;
 use phases::SettledSeqs;
 
@@ -83,6 +84,12 @@ pub struct RecoveryReport {
     /// A problem with the ledger (it was then ignored: records are replayed
     /// from the segments, possibly a few more than needed).
     pub ledger_problem: Option<String>,
+    /// The spool directory and spool files that group or others can read
+    /// or write, as found once recovery is done (each also logged as a
+    /// warning). The spool does not change their modes; see
+    /// [`PermissionWarning::fix`]. Always empty on targets without unix
+    /// modes.
+    pub permission_warnings: Vec<PermissionWarning>,
 }
 
 impl RecoveryReport {

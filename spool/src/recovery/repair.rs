@@ -2,7 +2,7 @@
 //! segment and carrying out the repair the pure phases decide (truncate,
 //! quarantine, remove), and deleting segments that hold no live record.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -13,6 +13,7 @@ use super::phases::{self, Repair};
 use super::{Damage, RecoveryReport, Segment};
 use crate::error::SpoolError;
 use crate::format::{Ledger, SEGMENT_HEADER_LEN};
+use crate::permissions::spool_file_options;
 use crate::spool_dir::{
     LEDGER, LEDGER_TMP, QUARANTINE_EXT, parse_segment_name, segment_path, sync_dir,
 };
@@ -224,7 +225,12 @@ fn quarantine_path(dir: &Path, segment: &Path, offset: Option<u64>) -> PathBuf {
 }
 
 fn write_quarantine(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
-    let mut f = File::create(path).map_err(SpoolError::io("create", path))?;
+    let mut f = spool_file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(SpoolError::io("create", path))?;
     f.write_all(bytes).map_err(SpoolError::io("write", path))?;
     f.sync_all().map_err(SpoolError::io("fsync", path))
 }
