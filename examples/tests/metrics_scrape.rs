@@ -248,6 +248,14 @@ async fn scrapes_follow_an_outage_and_the_dashboard_names_real_series() {
     let delivered_count = format!("{}_count", names::DELIVERY_DURATION);
     assert_eq!(last.value(&delivered_count, &[]), accepted);
 
+    // Shutting down: unready at once, although still connected.
+    service.readiness().shutting_down();
+    let (status, ready) = probe(addr, "/readyz").await;
+    assert_eq!(
+        (status, &ready["state"]),
+        (503, &Value::from("connected")),
+        "{ready}"
+    );
     let returned = service.shutdown(Duration::from_secs(10)).await.unwrap();
     assert!(returned.is_empty());
 

@@ -93,6 +93,11 @@ impl MetricsService {
         &self.producer
     }
 
+    /// What `/readyz` answers from.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
     /// The trickle of events, to pause and resume it.
     pub fn trickle(&self) -> &Trickle {
         &self.trickle
