@@ -25,7 +25,7 @@ use robust_producer_examples::metrics_service::{
     MetricsService, TrickleConfig, install_prometheus,
 };
 use robust_producer_rdkafka::rdkafka::mocking::MockCluster;
-use robust_producer_rdkafka::{RdkafkaConfig, RdkafkaTransport};
+use robust_producer_rdkafka::{RdkafkaConfig, RdkafkaTransport, TransportMetrics};
 use serde_json::Value;
 use support::http::get;
 use support::prom::Scrape;
@@ -66,11 +66,14 @@ async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Result<T, String>)
     }
 }
 
-fn producer(bootstrap: String) -> Producer {
+/// A producer over the rdkafka transport with quick probes and the
+/// Unhealthy threshold at [`UNHEALTHY_AFTER`], and the transport's counters.
+fn producer(bootstrap: String) -> (Producer, TransportMetrics) {
     let transport = RdkafkaTransport::new(
         RdkafkaConfig::new(bootstrap).probe_timeout(Duration::from_millis(1500)),
     )
     .unwrap();
+    let transport_metrics = transport.metrics();
     let config = Config::builder()
         .service_name(SERVICE)
         .connect_timeout(Duration::from_secs(3))
@@ -86,9 +89,10 @@ fn producer(bootstrap: String) -> Producer {
         })
         .build()
         .unwrap();
-    Producer::builder(config)
+    let producer = Producer::builder(config)
         .start(transport, TokioRuntime::new())
-        .unwrap()
+        .unwrap();
+    (producer, transport_metrics)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,8 +111,9 @@ async fn scrapes_follow_an_outage_and_the_dashboard_names_real_series() {
     cluster.broker_down(-1).unwrap(); // Kafka is down when the service starts
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (producer, transport_metrics) = producer(cluster.bootstrap_servers());
     let service = MetricsService::start(
-        producer(cluster.bootstrap_servers()),
+        producer,
         prometheus,
         listener,
         TrickleConfig::new(TOPIC, 20),
@@ -258,6 +263,11 @@ async fn scrapes_follow_an_outage_and_the_dashboard_names_real_series() {
     );
     let returned = service.shutdown(Duration::from_secs(10)).await.unwrap();
     assert!(returned.is_empty());
+
+    // The outage made the transport rebuild its client, so a scrape with
+    // the transport's metrics has rebuilds to show.
+    let transport = transport_metrics.snapshot();
+    assert!(transport.producers_built >= 2, "{transport:?}");
 
     dashboard_uses_only_scraped_names(&last);
     eprintln!("took {:?}", started.elapsed());
