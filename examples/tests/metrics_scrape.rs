@@ -10,7 +10,11 @@
 //! One test in this binary: the Prometheus recorder is global to the
 //! process.
 
-#![expect(clippy::unwrap_used, reason = "test code: a panic is a failure")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is a failure, output helps"
+)]
 
 mod support;
 
@@ -121,6 +125,26 @@ async fn scrapes_follow_an_outage_and_the_dashboard_names_real_series() {
     .unwrap();
     let addr = service.local_addr();
 
+    not_ready_before_connecting(addr).await;
+    cluster.broker_up(-1).unwrap();
+    let before = ready_and_healthy_once_connected(addr).await;
+    cluster.broker_down(-1).unwrap();
+    outage_shows(addr, &before).await;
+    cluster.broker_up(-1).unwrap();
+    let last = recovered_and_drained(&service).await;
+    unready_on_shutdown(service).await;
+
+    // The outage made the transport rebuild its client, so a scrape with
+    // the transport's metrics has rebuilds to show.
+    let transport = transport_metrics.snapshot();
+    assert!(transport.producers_built >= 2, "{transport:?}");
+
+    dashboard_uses_only_scraped_names(&last);
+    eprintln!("took {:?}", started.elapsed());
+}
+
+/// Never connected: the server answers, but is not ready.
+async fn not_ready_before_connecting(addr: SocketAddr) {
     // Never connected: the server answers, but is not ready.
     let (status, ready) = probe(addr, "/readyz").await;
     assert_eq!(
@@ -132,9 +156,11 @@ async fn scrapes_follow_an_outage_and_the_dashboard_names_real_series() {
         scrape(addr).await.one_of(names::STATE, "state"),
         "connected"
     );
+}
 
-    // Kafka comes up: connected, ready, healthy, records delivered.
-    cluster.broker_up(-1).unwrap();
+/// Kafka up: ready, connected, healthy, records delivered. Returns that
+/// scrape.
+async fn ready_and_healthy_once_connected(addr: SocketAddr) -> Scrape {
     until("ready after the first connection", async || {
         match probe(addr, "/readyz").await {
             (200, _) => Ok(()),
@@ -142,7 +168,7 @@ async fn scrapes_follow_an_outage_and_the_dashboard_names_real_series() {
         }
     })
     .await;
-    let before = until("connected, healthy, delivering", async || {
+    until("connected, healthy, delivering", async || {
         let s = scrape(addr).await;
         let (status, health) = probe(addr, "/healthz").await;
         let state = s.one_of(names::STATE, "state");
@@ -153,11 +179,13 @@ async fn scrapes_follow_an_outage_and_the_dashboard_names_real_series() {
             Err(format!("{state}, {sent} sent, /healthz {status} {health}"))
         }
     })
-    .await;
-    let held_before = before.value(names::BUFFER_EVENTS, &[]);
+    .await
+}
 
-    // Every broker down: the state leaves connected, records pile up.
-    cluster.broker_down(-1).unwrap();
+/// Every broker down: the state leaves connected, records pile up and age,
+/// `/healthz` turns 503 past the threshold, `/readyz` stays 200.
+async fn outage_shows(addr: SocketAddr, before: &Scrape) {
+    let held_before = before.value(names::BUFFER_EVENTS, &[]);
     let outage = Instant::now();
     let down_state = until("state not connected", async || {
         let state = scrape(addr).await.one_of(names::STATE, "state");
@@ -210,10 +238,12 @@ async fn scrapes_follow_an_outage_and_the_dashboard_names_real_series() {
         }
     })
     .await;
+}
 
-    // Kafka back: connected and healthy again; with the trickle paused,
-    // everything drains.
-    cluster.broker_up(-1).unwrap();
+/// Kafka back: connected and healthy again; with the trickle paused,
+/// everything drains and the counters add up. Returns the last scrape.
+async fn recovered_and_drained(service: &MetricsService) -> Scrape {
+    let addr = service.local_addr();
     until("connected and healthy after the outage", async || {
         let state = scrape(addr).await.one_of(names::STATE, "state");
         let (status, health) = probe(addr, "/healthz").await;
@@ -253,6 +283,13 @@ async fn scrapes_follow_an_outage_and_the_dashboard_names_real_series() {
     let delivered_count = format!("{}_count", names::DELIVERY_DURATION);
     assert_eq!(last.value(&delivered_count, &[]), accepted);
 
+    last
+}
+
+/// Shutting down: unready at once, although still connected; nothing is
+/// handed back.
+async fn unready_on_shutdown(service: MetricsService) {
+    let addr = service.local_addr();
     // Shutting down: unready at once, although still connected.
     service.readiness().shutting_down();
     let (status, ready) = probe(addr, "/readyz").await;
@@ -263,14 +300,6 @@ async fn scrapes_follow_an_outage_and_the_dashboard_names_real_series() {
     );
     let returned = service.shutdown(Duration::from_secs(10)).await.unwrap();
     assert!(returned.is_empty());
-
-    // The outage made the transport rebuild its client, so a scrape with
-    // the transport's metrics has rebuilds to show.
-    let transport = transport_metrics.snapshot();
-    assert!(transport.producers_built >= 2, "{transport:?}");
-
-    dashboard_uses_only_scraped_names(&last);
-    eprintln!("took {:?}", started.elapsed());
 }
 
 /// received = sent + discarded (every label set) + returned + held, in
