@@ -111,8 +111,9 @@ async fn run(
     let mut seq = 0u64;
     loop {
         tick.tick().await;
-        let flow = flow.lock().unwrap_or_else(PoisonError::into_inner);
-        match *flow {
+        // Held while sending: `Trickle::set` waits for a send under way.
+        let now = flow.lock().unwrap_or_else(PoisonError::into_inner);
+        match *now {
             Flow::Stopped => break,
             Flow::Paused => continue,
             Flow::Running => {}
