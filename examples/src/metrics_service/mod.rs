@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 
 pub use error::ServiceError;
 pub use readiness::Readiness;
-pub use recorder::{DELIVERY_DURATION_BUCKETS, UPKEEP_EVERY, install_prometheus};
+pub use recorder::install_prometheus;
 pub use trickle::{Trickle, TrickleConfig};
 
 /// The running service: the HTTP server, the trickle, and the producer
@@ -36,7 +36,6 @@ pub struct MetricsService {
     trickle: Trickle,
     stop_server: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
-    upkeep: JoinHandle<()>,
 }
 
 impl MetricsService {
@@ -55,7 +54,6 @@ impl MetricsService {
     ) -> Result<Self, ServiceError> {
         let local_addr = listener.local_addr()?;
         let readiness = Readiness::follow(&producer);
-        let upkeep = tokio::spawn(upkeep(prometheus.clone()));
         let app = routes::router(routes::AppState {
             producer: producer.clone(),
             prometheus,
@@ -79,7 +77,6 @@ impl MetricsService {
             trickle,
             stop_server,
             server,
-            upkeep,
         })
     }
 
@@ -117,7 +114,6 @@ impl MetricsService {
         self.trickle.stop().await;
         let _ = self.stop_server.send(());
         let served = self.server.await;
-        self.upkeep.abort();
         let returned = self.producer.close(close_within).await;
         let stats = self.producer.stats();
         tracing::info!(
@@ -129,15 +125,5 @@ impl MetricsService {
         );
         served??;
         Ok(returned)
-    }
-}
-
-/// Keeps the recorder's histograms drained and descriptions published,
-/// whether or not anyone scrapes.
-async fn upkeep(prometheus: PrometheusHandle) {
-    let mut every = tokio::time::interval(UPKEEP_EVERY);
-    loop {
-        every.tick().await;
-        prometheus.run_upkeep();
     }
 }
