@@ -155,15 +155,22 @@ mod produce;
 #[cfg(feature = "readback")]
 #[cfg_attr(docsrs, doc(cfg(feature = "readback")))]
 pub mod readback;
+mod rebuild;
 mod stall;
+mod statistics;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod telemetry;
 mod transport;
 
+pub use self::metrics::{MetricsSnapshot, TransportMetrics};
 pub use config::{
     DEFAULT_LINGER_MS, DEFAULT_MESSAGE_MAX_BYTES, DEFAULT_PARTITIONER, DEFAULT_PROBE_TIMEOUT,
-    MAX_PROBE_TIMEOUT, RdkafkaConfig, is_secret_property,
+    MAX_PROBE_TIMEOUT, MAX_STATISTICS_INTERVAL, MIN_STATISTICS_INTERVAL, RdkafkaConfig,
+    is_secret_property,
 };
 pub use error::Error;
-pub use metrics::{MetricsSnapshot, TransportMetrics};
+pub use statistics::{BROKER_STATE_UP, BrokerStatistics, LibrdkafkaStatistics};
 pub use transport::RdkafkaTransport;
 
 /// The rdkafka crate this transport is built on, for tests and tools that
