@@ -108,7 +108,9 @@ pub struct BrokerStatistics {
     pub name: String,
     /// The broker's node id in the cluster.
     pub node_id: i32,
-    /// The connection's state as librdkafka reports it: `UP`
+    /// The connection's state as librdkafka reports it (librdkafka
+    /// connects only to the brokers it has requests for: one not needed
+    /// yet stays `INIT`): `UP`
     /// ([`BROKER_STATE_UP`]), `DOWN`, `INIT`, `TRY_CONNECT`, `CONNECT`,
     /// `SSL_HANDSHAKE`, `AUTH_LEGACY`, `AUTH_HANDSHAKE`, `AUTH_REQ`,
     /// `APIVERSION_QUERY`, `UPDATE` or `REAUTH`.

@@ -30,6 +30,12 @@
 //! * **`broker`** is librdkafka's name for the broker, `host:port/node_id`,
 //!   bounded by the cluster's size. A broker that disappears from
 //!   librdkafka's statistics is reported down.
+//! * **`broker_up` is 0 for a broker not needed yet**: librdkafka connects
+//!   to a broker only once it has requests for it (it leads a partition
+//!   records go to, or is asked for metadata), so a broker that leads none
+//!   of the partitions produced to stays in state `INIT`. Alert on the
+//!   brokers up falling, or on records queued while a broker is down, not
+//!   on a single broker's 0.
 //! * The `librdkafka_*` gauges are set from librdkafka's statistics, so
 //!   only when they are enabled
 //!   ([`RdkafkaConfig::statistics_interval`]), once per interval; nothing

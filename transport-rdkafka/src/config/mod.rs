@@ -84,7 +84,8 @@ fn is_overridden(name: &str, value: &str) -> bool {
 /// | `socket.timeout.ms` | `5000` | a request unanswered for 5 s drops that broker's connection, and librdkafka then asks another broker for the partition leaders at once. A leader cut from its peers but still reachable by clients holds produce requests until its own timeout (30 s) and answers metadata as if it still led: librdkafka's default (60 s) would keep the client on it long after a new leader is elected, about 10 s into the cut. Slower answers only cost a reconnect and an idempotent resend |
 /// | `topic.metadata.refresh.interval.ms` | `10000` | leaders and brokers are re-read every 10 s rather than 5 min: a client that started while one broker answered (the cluster then lists only that one) learns the others within 10 s of their return |
 /// | `partitioner` | `murmur2_random` | a keyed record goes to the partition Kafka's Java client (and kafka-python) would pick: `(murmur2(key) & 0x7fffffff) % partitions`; keyless records go to a random partition. librdkafka's own default (`consistent_random`, CRC32) would put a key elsewhere than a Java service producing the same key |
-/// | `client.id` | `robust-producer` | |
+/// | `client.id` | `robust-producer` | librdkafka's name for the client in broker logs, and the `service` label of the `metrics` feature's series: set it to the service's name |
+/// | `statistics.interval.ms` | unset (off) | see [`RdkafkaConfig::statistics_interval`] |
 ///
 /// Every other librdkafka property keeps librdkafka's default and can be set
 /// with [`RdkafkaConfig::set`], including `security.protocol`, `sasl.*` and
