@@ -202,3 +202,118 @@ impl Exporter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use rdkafka::statistics::{Broker, Statistics};
+
+    use super::*;
+
+    fn stats(brokers: &[(&str, i32, &str)], queued: u64) -> LibrdkafkaStatistics {
+        let brokers = brokers
+            .iter()
+            .map(|(name, id, state)| {
+                let b = Broker {
+                    name: (*name).to_owned(),
+                    nodeid: *id,
+                    source: "learned".to_owned(),
+                    state: (*state).to_owned(),
+                    outbuf_cnt: 1,
+                    waitresp_cnt: 2,
+                    ..Broker::default()
+                };
+                ((*name).to_owned(), b)
+            })
+            .collect();
+        let raw = Statistics {
+            msg_cnt: queued,
+            msg_size: queued * 10,
+            brokers,
+            ..Statistics::default()
+        };
+        LibrdkafkaStatistics::from_rdkafka(&raw, Instant::now())
+    }
+
+    /// The emitted values on the test thread's local recorder, by series
+    /// name and labels (`name{k=v,...}`, labels in registration order).
+    fn emitted(run: impl FnOnce()) -> HashMap<String, DebugValue> {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, run);
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let key = key.key();
+                let labels: Vec<String> = key
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                (format!("{}{{{}}}", key.name(), labels.join(",")), value)
+            })
+            .collect()
+    }
+
+    fn gauge(v: f64) -> DebugValue {
+        DebugValue::Gauge(v.into())
+    }
+
+    #[test]
+    fn gauges_follow_snapshots_and_rebuilds_count_by_reason() {
+        let seen = emitted(|| {
+            let config = RdkafkaConfig::new("k:9092").set("client.id", "svc");
+            let exporter = Exporter::new(&config);
+            exporter.record(&stats(&[("a/1", 1, "UP"), ("b/2", 2, "UP")], 7));
+            // Broker a gone from librdkafka's list, b down.
+            exporter.record(&stats(&[("b/2", 2, "DOWN")], 3));
+            exporter.count_rebuild(RebuildReason::LinkLost);
+            exporter.count_rebuild(RebuildReason::LinkLost);
+        });
+        let at = |k: &str| seen.get(k).unwrap_or_else(|| panic!("{k} in {seen:?}"));
+        assert_eq!(at(&format!("{QUEUE_MESSAGES}{{service=svc}}")), &gauge(3.0));
+        assert_eq!(at(&format!("{QUEUE_BYTES}{{service=svc}}")), &gauge(30.0));
+        assert_eq!(
+            at(&format!("{BROKER_UP}{{service=svc,broker=a/1}}")),
+            &gauge(0.0)
+        );
+        assert_eq!(
+            at(&format!("{BROKER_UP}{{service=svc,broker=b/2}}")),
+            &gauge(0.0)
+        );
+        assert_eq!(
+            at(&format!(
+                "{BROKER_OUTSTANDING_REQUESTS}{{service=svc,broker=a/1}}"
+            )),
+            &gauge(0.0)
+        );
+        assert_eq!(
+            at(&format!(
+                "{BROKER_OUTSTANDING_REQUESTS}{{service=svc,broker=b/2}}"
+            )),
+            &gauge(3.0)
+        );
+        let rebuilds = |r: &str| at(&format!("{REBUILDS_TOTAL}{{service=svc,reason={r}}}"));
+        assert_eq!(rebuilds("link_lost"), &DebugValue::Counter(2));
+        for r in RebuildReason::ALL
+            .iter()
+            .filter(|r| **r != RebuildReason::LinkLost)
+        {
+            assert_eq!(rebuilds(r.as_str()), &DebugValue::Counter(0), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn the_service_defaults_when_client_id_is_unset() {
+        let seen = emitted(|| {
+            let exporter = Exporter::new(&RdkafkaConfig::new("k:9092").unset("client.id"));
+            exporter.record(&stats(&[("a/1", 1, "UP")], 0));
+        });
+        let key = format!("{BROKER_UP}{{service={DEFAULT_SERVICE},broker=a/1}}");
+        assert_eq!(seen.get(&key), Some(&gauge(1.0)), "{seen:?}");
+    }
+}
