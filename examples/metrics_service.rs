@@ -35,6 +35,8 @@ use robust_producer_rdkafka::rdkafka::mocking::MockCluster;
 use robust_producer_rdkafka::{RdkafkaConfig, RdkafkaTransport};
 use tokio::net::TcpListener;
 
+/// The service name: the `service` label of every series.
+const SERVICE: &str = "patient-service";
 const TOPIC: &str = "patient-events";
 const DEFAULT_LISTEN: &str = "127.0.0.1:9898";
 /// How long `close` may take to deliver what is held at shutdown.
@@ -91,8 +93,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
         }
     };
 
-    let transport = RdkafkaTransport::new(RdkafkaConfig::new(bootstrap))?;
-    let config = Config::builder().service_name("patient-service").build()?;
+    let transport = RdkafkaTransport::new(
+        RdkafkaConfig::new(bootstrap)
+            // The transport's series carry client.id as their `service`.
+            .set("client.id", SERVICE)
+            .statistics_interval(Duration::from_secs(1)),
+    )?;
+    let config = Config::builder().service_name(SERVICE).build()?;
     let producer = Producer::builder(config).start(transport, TokioRuntime::new())?;
 
     let listener = TcpListener::bind(args.listen).await?;

@@ -74,7 +74,10 @@ async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Result<T, String>)
 /// Unhealthy threshold at [`UNHEALTHY_AFTER`], and the transport's counters.
 fn producer(bootstrap: String) -> (Producer, TransportMetrics) {
     let transport = RdkafkaTransport::new(
-        RdkafkaConfig::new(bootstrap).probe_timeout(Duration::from_millis(1500)),
+        RdkafkaConfig::new(bootstrap)
+            .probe_timeout(Duration::from_millis(1500))
+            .set("client.id", SERVICE)
+            .statistics_interval(Duration::from_millis(500)),
     )
     .unwrap();
     let transport_metrics = transport.metrics();

@@ -59,12 +59,55 @@
 //!
 //! ## Features
 //!
-//! | feature | what it adds to librdkafka |
+//! | feature | what it adds |
 //! |---|---|
-//! | `ssl` | TLS, linking the system OpenSSL |
-//! | `ssl-vendored` | TLS, OpenSSL built from source |
-//! | `gssapi` | SASL/GSSAPI (Kerberos) through Cyrus SASL |
-//! | `zstd` | zstd compression |
+//! | `ssl` | librdkafka with TLS, linking the system OpenSSL |
+//! | `ssl-vendored` | librdkafka with TLS, OpenSSL built from source |
+//! | `gssapi` | librdkafka with SASL/GSSAPI (Kerberos) through Cyrus SASL |
+//! | `zstd` | librdkafka with zstd compression |
+//! | `readback` | module `readback`: reads a topic back with an independent consumer and checks every record, order and duplicates |
+//! | `metrics` | module `telemetry`: the transport's series through the [`metrics`](https://docs.rs/metrics) facade (no exporter) |
+//!
+//! ## Monitoring
+//!
+//! [`RdkafkaTransport::metrics`] returns a cloneable [`TransportMetrics`]
+//! handle, readable while the producer's driver owns the transport:
+//!
+//! * [`TransportMetrics::snapshot`]: the transport's own counters
+//!   (producers built, sessions, link losses, fatal errors, ...);
+//! * [`TransportMetrics::librdkafka_statistics`]: librdkafka's latest
+//!   statistics as a [`LibrdkafkaStatistics`] (its queue in records and
+//!   bytes; per broker a [`BrokerStatistics`] with state, round-trip time
+//!   and outstanding requests), once enabled with
+//!   [`RdkafkaConfig::statistics_interval`] (off by default). The snapshot
+//!   is kept across producer rebuilds; its
+//!   [`age`](LibrdkafkaStatistics::age) tells how fresh it is.
+//!
+//! With the `metrics` feature the transport also emits, through the
+//! `metrics` facade, client rebuilds by reason and, from each statistics
+//! snapshot, librdkafka's queue and per-broker gauges, labelled with the
+//! service (librdkafka's `client.id`: set it to the service's name). Names,
+//! types, units and labels are in the table of module `telemetry`. Install the
+//! exporter before creating the transport.
+//!
+//! ```no_run
+//! # fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use robust_producer_rdkafka::{RdkafkaConfig, RdkafkaTransport};
+//!
+//! let transport = RdkafkaTransport::new(
+//!     RdkafkaConfig::new("kafka-1:9092")
+//!         .set("client.id", "patient-service") // the metrics' `service` label
+//!         .statistics_interval(Duration::from_secs(15)),
+//! )?;
+//! let metrics = transport.metrics(); // keep it; the transport goes to the producer
+//! if let Some(stats) = metrics.librdkafka_statistics() {
+//!     for broker in &stats.brokers {
+//!         println!("{} {} rtt {:?}", broker.name, broker.state, broker.rtt_avg);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
 //!
 //! ## How it works
 //!
@@ -155,15 +198,22 @@ mod produce;
 #[cfg(feature = "readback")]
 #[cfg_attr(docsrs, doc(cfg(feature = "readback")))]
 pub mod readback;
+mod rebuild;
 mod stall;
+mod statistics;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod telemetry;
 mod transport;
 
+pub use self::metrics::{MetricsSnapshot, TransportMetrics};
 pub use config::{
     DEFAULT_LINGER_MS, DEFAULT_MESSAGE_MAX_BYTES, DEFAULT_PARTITIONER, DEFAULT_PROBE_TIMEOUT,
-    MAX_PROBE_TIMEOUT, RdkafkaConfig, is_secret_property,
+    MAX_PROBE_TIMEOUT, MAX_STATISTICS_INTERVAL, MIN_STATISTICS_INTERVAL, RdkafkaConfig,
+    is_secret_property,
 };
 pub use error::Error;
-pub use metrics::{MetricsSnapshot, TransportMetrics};
+pub use statistics::{BROKER_STATE_UP, BrokerStatistics, LibrdkafkaStatistics};
 pub use transport::RdkafkaTransport;
 
 /// The rdkafka crate this transport is built on, for tests and tools that

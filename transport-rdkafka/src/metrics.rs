@@ -1,9 +1,11 @@
 //! [`TransportMetrics`]: what the transport itself counts (producers built,
-//! sessions, link losses, fatal errors), readable while the transport is
-//! owned by the producer's driver.
+//! sessions, link losses, fatal errors) and librdkafka's latest statistics,
+//! readable while the transport is owned by the producer's driver.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::statistics::{LibrdkafkaStatistics, StatisticsStore};
 
 /// The counters, shared with the transport's threads.
 #[derive(Debug, Default)]
@@ -30,10 +32,14 @@ impl Counters {
     }
 }
 
-/// A cloneable handle on the transport's counters; see
+/// A cloneable handle on the transport's counters and librdkafka's latest
+/// statistics; see
 /// [`RdkafkaTransport::metrics`](crate::RdkafkaTransport::metrics).
 #[derive(Debug, Clone)]
-pub struct TransportMetrics(pub(crate) Arc<Counters>);
+pub struct TransportMetrics {
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) statistics: Arc<StatisticsStore>,
+}
 
 /// The transport's counters at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -78,7 +84,7 @@ pub struct MetricsSnapshot {
 impl TransportMetrics {
     /// The counters now.
     pub fn snapshot(&self) -> MetricsSnapshot {
-        let c = &self.0;
+        let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         MetricsSnapshot {
             producers_built: get(&c.producers_built),
@@ -95,5 +101,15 @@ impl TransportMetrics {
             stale_events: get(&c.stale_events),
             reports_by_poll_thread: get(&c.reports_by_poll_thread),
         }
+    }
+
+    /// librdkafka's latest statistics snapshot (queue depth, per-broker
+    /// state, round-trip time and outstanding requests); `None` until the
+    /// first arrives, and always when statistics are off (the default: see
+    /// [`RdkafkaConfig::statistics_interval`](crate::RdkafkaConfig::statistics_interval)).
+    /// Kept across producer rebuilds: check its
+    /// [`age`](LibrdkafkaStatistics::age).
+    pub fn librdkafka_statistics(&self) -> Option<LibrdkafkaStatistics> {
+        self.statistics.latest()
     }
 }

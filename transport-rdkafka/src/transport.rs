@@ -21,12 +21,15 @@ use robust_producer::{
 };
 use tracing::{debug, warn};
 
-use crate::client::Client;
+use crate::client::{Client, Shared};
 use crate::config::RdkafkaConfig;
 use crate::error::Error;
 use crate::events::{EventQueue, Tagged};
-use crate::logs::OutageLog;
 use crate::metrics::{Counters, TransportMetrics};
+use crate::rebuild::RebuildReason;
+use crate::statistics::StatisticsStore;
+#[cfg(feature = "metrics")]
+use crate::telemetry::Exporter;
 
 /// The core's [`Transport`] over a librdkafka producer. See the
 /// [crate docs](crate) for how librdkafka's signals are mapped.
@@ -35,10 +38,9 @@ use crate::metrics::{Counters, TransportMetrics};
 /// wakes the driver through a [`Waker`]; it needs no async runtime.
 pub struct RdkafkaTransport {
     config: RdkafkaConfig,
-    events: Arc<EventQueue>,
-    counters: Arc<Counters>,
-    /// How loud the next outage signal is, across the producers built.
-    outage_log: Arc<OutageLog>,
+    /// The event queue, counters, statistics and metric handles, kept
+    /// across the producers built.
+    shared: Shared,
     /// Events taken from `events`, not yet returned.
     local: VecDeque<Tagged>,
     /// The current session's generation.
@@ -94,19 +96,18 @@ impl RdkafkaTransport {
             );
         }
         let counters = Arc::new(Counters::default());
-        let events = Arc::new(EventQueue::new(Arc::clone(&counters)));
-        let outage_log = Arc::new(OutageLog::default());
-        let client = Client::build(
-            &config,
-            Arc::clone(&events),
-            Arc::clone(&counters),
-            Arc::clone(&outage_log),
-        )?;
+        let shared = Shared {
+            events: Arc::new(EventQueue::new(Arc::clone(&counters))),
+            counters,
+            outage_log: Arc::default(),
+            statistics: Arc::new(StatisticsStore::default()),
+            #[cfg(feature = "metrics")]
+            exporter: Arc::new(Exporter::new(&config)),
+        };
+        let client = Client::build(&config, &shared)?;
         Ok(Self {
             config,
-            events,
-            counters,
-            outage_log,
+            shared,
             local: VecDeque::new(),
             generation: 0,
             client: Some(client),
@@ -118,10 +119,23 @@ impl RdkafkaTransport {
         &self.config
     }
 
-    /// A handle on the transport's counters, usable after the transport was
-    /// moved into a producer.
+    /// A handle on the transport's counters and librdkafka's latest
+    /// statistics, usable after the transport was moved into a producer.
     pub fn metrics(&self) -> TransportMetrics {
-        TransportMetrics(Arc::clone(&self.counters))
+        TransportMetrics {
+            counters: Arc::clone(&self.shared.counters),
+            statistics: Arc::clone(&self.shared.statistics),
+        }
+    }
+
+    /// Counts a rebuild (feature `metrics`) and logs why.
+    fn note_rebuild(&self, reason: RebuildReason) {
+        debug!(
+            reason = reason.as_str(),
+            "building a new librdkafka producer"
+        );
+        #[cfg(feature = "metrics")]
+        self.shared.exporter.count_rebuild(reason);
     }
 
     /// The next event of the current session already taken from the queue.
@@ -131,7 +145,10 @@ impl RdkafkaTransport {
             if generation == self.generation {
                 return Some(event);
             }
-            self.counters.stale_events.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .counters
+                .stale_events
+                .fetch_add(1, Ordering::Relaxed);
         }
         None
     }
@@ -142,6 +159,7 @@ impl RdkafkaTransport {
                 return Poll::Ready(event);
             }
             if self
+                .shared
                 .events
                 .take_or_register(&mut self.local, cx)
                 .is_pending()
@@ -157,10 +175,18 @@ impl Transport for RdkafkaTransport {
     fn connect(&mut self) {
         self.generation += 1;
         let generation = self.generation;
-        self.events.set_generation(generation);
+        self.shared.events.set_generation(generation);
         self.local.clear();
-        self.counters.sessions.fetch_add(1, Ordering::Relaxed);
-        if !self.client.as_ref().is_some_and(Client::reusable) {
+        self.shared
+            .counters
+            .sessions
+            .fetch_add(1, Ordering::Relaxed);
+        let rebuild = match &self.client {
+            Some(client) => client.rebuild_reason(),
+            None => Some(RebuildReason::BuildFailed),
+        };
+        if let Some(reason) = rebuild {
+            self.note_rebuild(reason);
             if let Some(old) = self.client.take() {
                 debug!(
                     outstanding = old.outstanding(),
@@ -168,16 +194,15 @@ impl Transport for RdkafkaTransport {
                 );
                 old.retire();
             }
-            match Client::build(
-                &self.config,
-                Arc::clone(&self.events),
-                Arc::clone(&self.counters),
-                Arc::clone(&self.outage_log),
-            ) {
+            match Client::build(&self.config, &self.shared) {
                 Ok(client) => self.client = Some(client),
                 Err(e) => {
-                    self.counters.connect_failed.fetch_add(1, Ordering::Relaxed);
-                    self.events
+                    self.shared
+                        .counters
+                        .connect_failed
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .events
                         .push(generation, TransportEvent::ConnectFailed(e.to_string()));
                     return;
                 }
@@ -208,7 +233,7 @@ impl Transport for RdkafkaTransport {
         if let Some(client) = &self.client {
             client.poll_inline();
         }
-        self.events.take_all(&mut self.local);
+        self.shared.events.take_all(&mut self.local);
         self.pop_local()
     }
 
@@ -240,7 +265,7 @@ impl Transport for RdkafkaTransport {
     async fn close(&mut self, timeout: Duration) {
         // Nothing more is reported.
         self.generation += 1;
-        self.events.set_generation(self.generation);
+        self.shared.events.set_generation(self.generation);
         self.local.clear();
         let Some(client) = self.client.take() else {
             return;

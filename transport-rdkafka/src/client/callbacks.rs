@@ -5,12 +5,14 @@
 
 use std::cell::Cell;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::ProducerContext;
+use rdkafka::statistics::Statistics;
 use robust_producer::{Ack, RecordId, TransportEvent};
 use tracing::{debug, error, info, trace, warn};
 
@@ -18,8 +20,30 @@ use super::context::Context;
 use super::poller::ON_POLL_THREAD;
 use crate::classify::{Disposition, delivery_failure, describe};
 use crate::logs::{Severity, severity};
+use crate::statistics::LibrdkafkaStatistics;
 
 impl ClientContext for Context {
+    /// A statistics snapshot (every `statistics.interval.ms`, when
+    /// enabled): kept as the transport's latest unless this producer was
+    /// retired, and turned into gauges with the `metrics` feature.
+    fn stats(&self, statistics: Statistics) {
+        let snapshot = LibrdkafkaStatistics::from_rdkafka(&statistics, Instant::now());
+        debug!(
+            client = %snapshot.client_name,
+            queue_messages = snapshot.queue_messages,
+            queue_bytes = snapshot.queue_bytes,
+            brokers = snapshot.brokers.len(),
+            brokers_up = snapshot.brokers_up(),
+            "librdkafka statistics"
+        );
+        if !self.statistics.follows(self.serial) {
+            return; // a retired producer's
+        }
+        #[cfg(feature = "metrics")]
+        self.exporter.record(&snapshot);
+        self.statistics.offer(self.serial, snapshot);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         // rdkafka may call this twice per error event: everything here is
         // idempotent.

@@ -15,13 +15,16 @@ use rdkafka::producer::{Producer, PurgeConfig};
 use robust_producer::TransportEvent;
 use tracing::{error, info, warn};
 
-use super::RdProducer;
+use super::{RdProducer, Shared};
 use crate::bell::Bell;
 use crate::config::RdkafkaConfig;
 use crate::events::EventQueue;
 use crate::logs::OutageLog;
 use crate::metrics::Counters;
 use crate::stall::StallWatch;
+use crate::statistics::StatisticsStore;
+#[cfg(feature = "metrics")]
+use crate::telemetry::Exporter;
 
 /// The session phase: a probe is under way.
 pub(super) const PROBING: u64 = 0;
@@ -61,6 +64,9 @@ pub(crate) struct Context {
     /// the broker would reject), or a hand-off failed in a way that leaves
     /// its state unknown.
     pub(super) poisoned: AtomicBool,
+    /// A hand-off failed in a way that leaves librdkafka's state unknown
+    /// (also poisons the producer); for the rebuild's reason.
+    pub(super) hand_off_failed: AtomicBool,
     /// A hand-off was refused with `QueueFull`; report `Ready` on the next
     /// delivery report.
     pub(super) backpressured: AtomicBool,
@@ -97,15 +103,25 @@ pub(crate) struct Context {
     pub(crate) bell: Bell,
     /// The topics sent to, for [`crate::stall`]'s checks.
     pub(crate) stall: StallWatch,
+    /// This producer's serial, which tags its statistics snapshots.
+    pub(super) serial: u64,
+    /// Where its statistics snapshots go, shared with the transport.
+    pub(super) statistics: Arc<StatisticsStore>,
+    /// The metric handles the snapshots set (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub(super) exporter: Arc<Exporter>,
 }
 
 impl Context {
-    pub(super) fn new(
-        config: &RdkafkaConfig,
-        events: Arc<EventQueue>,
-        counters: Arc<Counters>,
-        outage_log: Arc<OutageLog>,
-    ) -> Self {
+    pub(super) fn new(config: &RdkafkaConfig, shared: Shared, serial: u64) -> Self {
+        let Shared {
+            events,
+            counters,
+            outage_log,
+            statistics,
+            #[cfg(feature = "metrics")]
+            exporter,
+        } = shared;
         Self {
             events,
             counters,
@@ -113,6 +129,7 @@ impl Context {
             outstanding: AtomicUsize::new(0),
             fatal: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
+            hand_off_failed: AtomicBool::new(false),
             backpressured: AtomicBool::new(false),
             producer: OnceLock::new(),
             last_error: Mutex::new(None),
@@ -126,6 +143,10 @@ impl Context {
             poller_napping: AtomicBool::new(false),
             bell: Bell::default(),
             stall: StallWatch::new(config.client_config()),
+            serial,
+            statistics,
+            #[cfg(feature = "metrics")]
+            exporter,
         }
     }
 

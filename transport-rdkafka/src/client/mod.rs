@@ -47,6 +47,10 @@ use crate::events::EventQueue;
 use crate::logs::OutageLog;
 use crate::metrics::Counters;
 use crate::produce::{Destination, TopicHandle, produce};
+use crate::rebuild::RebuildReason;
+use crate::statistics::StatisticsStore;
+#[cfg(feature = "metrics")]
+use crate::telemetry::Exporter;
 
 /// The librdkafka producer type used.
 pub(crate) type RdProducer = BaseProducer<Context>;
@@ -54,6 +58,21 @@ pub(crate) type RdProducer = BaseProducer<Context>;
 /// The most topics a producer keeps a librdkafka topic handle for; records
 /// of further topics name theirs (see [`crate::produce`]).
 const MAX_TOPIC_HANDLES: usize = 64;
+
+/// What a producer's callbacks share with the transport, which keeps it
+/// across rebuilds.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) events: Arc<EventQueue>,
+    pub(crate) counters: Arc<Counters>,
+    /// How loud the next outage signal is, across the producers built.
+    pub(crate) outage_log: Arc<OutageLog>,
+    /// librdkafka's latest statistics snapshot.
+    pub(crate) statistics: Arc<StatisticsStore>,
+    /// The metric handles (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub(crate) exporter: Arc<Exporter>,
+}
 
 /// A librdkafka producer with its poll thread.
 pub(crate) struct Client {
@@ -69,13 +88,9 @@ static CLIENT_SERIAL: AtomicU64 = AtomicU64::new(0);
 impl Client {
     /// Creates a producer and starts its poll thread. Does not wait for, or
     /// contact, the cluster.
-    pub(crate) fn build(
-        config: &RdkafkaConfig,
-        events: Arc<EventQueue>,
-        counters: Arc<Counters>,
-        outage_log: Arc<OutageLog>,
-    ) -> Result<Self, Error> {
-        let context = Context::new(config, events, Arc::clone(&counters), outage_log);
+    pub(crate) fn build(config: &RdkafkaConfig, shared: &Shared) -> Result<Self, Error> {
+        let serial = CLIENT_SERIAL.fetch_add(1, Ordering::Relaxed);
+        let context = Context::new(config, shared.clone(), serial);
         let producer: RdProducer = config
             .client_config()
             .create_with_context(context)
@@ -83,8 +98,9 @@ impl Client {
         let producer = Arc::new(producer);
         // Set once, right after creation: cannot already be set.
         let _ = producer.context().producer.set(Arc::downgrade(&producer));
+        // From now on a retired producer's statistics are ignored.
+        shared.statistics.follow(serial);
         let stop = Arc::new(AtomicBool::new(false));
-        let serial = CLIENT_SERIAL.fetch_add(1, Ordering::Relaxed);
         let poller = {
             let producer = Arc::clone(&producer);
             let stop = Arc::clone(&stop);
@@ -96,7 +112,10 @@ impl Client {
                     source,
                 })?
         };
-        counters.producers_built.fetch_add(1, Ordering::Relaxed);
+        shared
+            .counters
+            .producers_built
+            .fetch_add(1, Ordering::Relaxed);
         debug!(serial, "librdkafka producer built");
         Ok(Self {
             topics: RefCell::new(Vec::new()),
@@ -110,13 +129,17 @@ impl Client {
         self.producer.context()
     }
 
-    /// Whether this producer can serve a new session: not fatal, never
-    /// purged, and nothing of an earlier session still outstanding.
-    pub(crate) fn reusable(&self) -> bool {
+    /// Why this producer cannot serve a new session; `None` when it can:
+    /// not fatal, never purged, and nothing of an earlier session still
+    /// outstanding.
+    pub(crate) fn rebuild_reason(&self) -> Option<RebuildReason> {
         let c = self.context();
-        !c.poisoned.load(Ordering::Acquire)
-            && !c.fatal.load(Ordering::Acquire)
-            && c.outstanding.load(Ordering::Acquire) == 0
+        RebuildReason::of(
+            c.fatal.load(Ordering::Acquire),
+            c.hand_off_failed.load(Ordering::Acquire),
+            c.poisoned.load(Ordering::Acquire),
+            c.outstanding.load(Ordering::Acquire),
+        )
     }
 
     /// Serves one batch of librdkafka's events (delivery reports) on the
@@ -269,6 +292,7 @@ impl Client {
             Disposition::Session(reason) => {
                 // Not taken, and librdkafka's state is unknown: use a fresh
                 // producer for the next session.
+                ctx.hand_off_failed.store(true, Ordering::Release);
                 ctx.poisoned.store(true, Ordering::Release);
                 TransportError::link(format!("{id} refused: {reason}"))
             }

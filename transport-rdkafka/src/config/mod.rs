@@ -36,6 +36,15 @@ pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// for longer than any service waits for one.
 pub const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// The shortest [`RdkafkaConfig::statistics_interval`] accepted (other
+/// than zero, off): 100 ms. librdkafka serializes every broker, topic and
+/// partition it knows into each snapshot, which the transport then parses.
+pub const MIN_STATISTICS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The longest [`RdkafkaConfig::statistics_interval`] accepted: one day,
+/// librdkafka's own limit.
+pub const MAX_STATISTICS_INTERVAL: Duration = Duration::from_secs(86_400);
+
 /// librdkafka's default `message.max.bytes`, which applies when the
 /// property is not set.
 pub const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
@@ -43,6 +52,9 @@ pub const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
 /// Default `partitioner`: Kafka's Java client's partitioner for keyed
 /// records (murmur2), random for keyless ones.
 pub const DEFAULT_PARTITIONER: &str = "murmur2_random";
+
+/// librdkafka's statistics interval property.
+const STATISTICS_INTERVAL: &str = "statistics.interval.ms";
 
 /// Whether `name = value` would let librdkafka give up on records by itself.
 fn is_overridden(name: &str, value: &str) -> bool {
@@ -72,7 +84,8 @@ fn is_overridden(name: &str, value: &str) -> bool {
 /// | `socket.timeout.ms` | `5000` | a request unanswered for 5 s drops that broker's connection, and librdkafka then asks another broker for the partition leaders at once. A leader cut from its peers but still reachable by clients holds produce requests until its own timeout (30 s) and answers metadata as if it still led: librdkafka's default (60 s) would keep the client on it long after a new leader is elected, about 10 s into the cut. Slower answers only cost a reconnect and an idempotent resend |
 /// | `topic.metadata.refresh.interval.ms` | `10000` | leaders and brokers are re-read every 10 s rather than 5 min: a client that started while one broker answered (the cluster then lists only that one) learns the others within 10 s of their return |
 /// | `partitioner` | `murmur2_random` | a keyed record goes to the partition Kafka's Java client (and kafka-python) would pick: `(murmur2(key) & 0x7fffffff) % partitions`; keyless records go to a random partition. librdkafka's own default (`consistent_random`, CRC32) would put a key elsewhere than a Java service producing the same key |
-/// | `client.id` | `robust-producer` | |
+/// | `client.id` | `robust-producer` | librdkafka's name for the client in broker logs, and the `service` label of the `metrics` feature's series: set it to the service's name |
+/// | `statistics.interval.ms` | unset (off) | see [`RdkafkaConfig::statistics_interval`] |
 ///
 /// Every other librdkafka property keeps librdkafka's default and can be set
 /// with [`RdkafkaConfig::set`], including `security.protocol`, `sasl.*` and
@@ -98,7 +111,11 @@ fn is_overridden(name: &str, value: &str) -> bool {
 ///   matching `security.protocol`; other schemes such as `http://` are
 ///   refused ([`Error::InvalidProperty`]);
 /// * a [`probe_timeout`](RdkafkaConfig::probe_timeout) of zero or above
-///   [`MAX_PROBE_TIMEOUT`] ([`Error::InvalidSetting`]).
+///   [`MAX_PROBE_TIMEOUT`] ([`Error::InvalidSetting`]);
+/// * a [`statistics_interval`](RdkafkaConfig::statistics_interval)
+///   (`statistics.interval.ms`) other than zero and below
+///   [`MIN_STATISTICS_INTERVAL`], or above [`MAX_STATISTICS_INTERVAL`]
+///   ([`Error::InvalidProperty`]).
 ///
 /// # `message.timeout.ms` and the core
 ///
@@ -224,6 +241,25 @@ impl RdkafkaConfig {
     pub fn probe_topic(mut self, topic: impl Into<String>) -> Self {
         self.probe_topic = Some(topic.into());
         self
+    }
+
+    /// Enables librdkafka's statistics, a snapshot every `interval`
+    /// (librdkafka's `statistics.interval.ms`, rounded up to whole
+    /// milliseconds; zero turns them off, the default). The latest snapshot
+    /// is read with
+    /// [`TransportMetrics::librdkafka_statistics`](crate::TransportMetrics::librdkafka_statistics)
+    /// and, with the `metrics` feature, sets the `robust_producer_librdkafka_*`
+    /// gauges. A few seconds to a minute suits most services. Anything
+    /// between zero and [`MIN_STATISTICS_INTERVAL`], or above
+    /// [`MAX_STATISTICS_INTERVAL`], is refused by
+    /// [`RdkafkaTransport::new`](crate::RdkafkaTransport::new), whether set
+    /// here or with [`RdkafkaConfig::set`].
+    pub fn statistics_interval(self, interval: Duration) -> Self {
+        let mut ms = interval.as_millis();
+        if !interval.subsec_nanos().is_multiple_of(1_000_000) {
+            ms += 1;
+        }
+        self.set(STATISTICS_INTERVAL, ms.to_string())
     }
 
     /// Accepts delivery weaker than the default guarantee: `acks` `0` or

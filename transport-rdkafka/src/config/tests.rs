@@ -178,6 +178,50 @@ fn probe_timeout_zero_or_absurd_is_refused() {
 }
 
 #[test]
+fn statistics_interval_is_off_or_sane() {
+    let interval = |d| RdkafkaConfig::new("k:9092").statistics_interval(d);
+    assert_eq!(
+        RdkafkaConfig::new("k:9092").get("statistics.interval.ms"),
+        None
+    );
+    assert_eq!(
+        interval(Duration::from_secs(5)).get("statistics.interval.ms"),
+        Some("5000")
+    );
+    // Rounded up: a sub-millisecond rest never turns statistics off.
+    assert_eq!(
+        interval(Duration::from_micros(100_001)).get("statistics.interval.ms"),
+        Some("101")
+    );
+    for ok in [
+        Duration::ZERO,
+        MIN_STATISTICS_INTERVAL,
+        Duration::from_secs(60),
+        MAX_STATISTICS_INTERVAL,
+    ] {
+        interval(ok).validate().expect("off or in range");
+    }
+    for low in [
+        Duration::from_nanos(1),
+        Duration::from_millis(1),
+        MIN_STATISTICS_INTERVAL - Duration::from_millis(1),
+    ] {
+        let m = refusal(&interval(low), "statistics.interval.ms");
+        assert!(m.contains("below the minimum of 100 ms"), "{m}");
+        assert!(m.contains("use 0 (off)"), "{m}");
+    }
+    let m = refusal(
+        &interval(MAX_STATISTICS_INTERVAL + Duration::from_millis(1)),
+        "statistics.interval.ms",
+    );
+    assert!(m.contains("above librdkafka's maximum"), "{m}");
+    // Set as a raw property, the same bounds apply.
+    let raw = RdkafkaConfig::new("k:9092").set("statistics.interval.ms", " 5 ");
+    let m = refusal(&raw, "statistics.interval.ms");
+    assert!(m.contains("5 ms is below"), "{m}");
+}
+
+#[test]
 fn bootstrap_servers_must_be_host_port() {
     for bad in [
         "",

@@ -6,7 +6,10 @@
 use std::time::Duration;
 
 use super::bootstrap::check_bootstrap;
-use super::{MAX_PROBE_TIMEOUT, RdkafkaConfig, is_secret_property, secrets::REDACTED};
+use super::{
+    MAX_PROBE_TIMEOUT, MAX_STATISTICS_INTERVAL, MIN_STATISTICS_INTERVAL, RdkafkaConfig,
+    STATISTICS_INTERVAL, is_secret_property, secrets::REDACTED,
+};
 use crate::error::Error;
 
 /// The names of librdkafka's `acks` property.
@@ -30,6 +33,7 @@ impl RdkafkaConfig {
             ));
         }
         self.validate_probe_timeout()?;
+        self.validate_statistics_interval()?;
         let mut any_bootstrap = false;
         for name in BOOTSTRAP {
             if let Some(servers) = self.get(name) {
@@ -108,6 +112,38 @@ impl RdkafkaConfig {
             });
         }
         Ok(())
+    }
+}
+
+impl RdkafkaConfig {
+    /// `statistics.interval.ms`: zero (off) or between the bounds. A value
+    /// that is not a number is left to librdkafka, which refuses it.
+    fn validate_statistics_interval(&self) -> Result<(), Error> {
+        let Some(ms) = self
+            .get(STATISTICS_INTERVAL)
+            .and_then(|v| v.trim().parse::<u128>().ok())
+        else {
+            return Ok(());
+        };
+        let min = MIN_STATISTICS_INTERVAL.as_millis();
+        let max = MAX_STATISTICS_INTERVAL.as_millis();
+        let problem = if ms != 0 && ms < min {
+            format!(
+                "{ms} ms is below the minimum of {min} ms: librdkafka would spend its time \
+                 serializing statistics"
+            )
+        } else if ms > max {
+            format!("{ms} ms is above librdkafka's maximum of {max} ms (one day)")
+        } else {
+            return Ok(());
+        };
+        Err(Error::InvalidProperty {
+            name: STATISTICS_INTERVAL.to_owned(),
+            reason: format!(
+                "{problem}; use 0 (off) or an interval of a few seconds, for example \
+                 RdkafkaConfig::statistics_interval(Duration::from_secs(5))"
+            ),
+        })
     }
 }
 
