@@ -15,6 +15,9 @@ pub(crate) struct Args {
     pub(crate) queue: u64,
     pub(crate) variants: String,
     pub(crate) threads: bool,
+    /// Publish metrics to a Prometheus recorder, with librdkafka's
+    /// statistics every second, as a monitored service does.
+    pub(crate) metrics: bool,
     /// A real broker instead of the mock cluster.
     pub(crate) bootstrap: Option<String>,
     /// Its Docker container, stopped and started for the backlog.
@@ -32,6 +35,7 @@ pub(crate) fn args() -> Args {
         queue: Config::builder().build().unwrap().max_queued_records() as u64,
         variants: "raw,ours,ours-mt,future".to_owned(),
         threads: false,
+        metrics: false,
         bootstrap: None,
         container: None,
     };
@@ -50,6 +54,7 @@ pub(crate) fn args() -> Args {
             "--queue" => a.queue = value().expect("--queue N"),
             "--variants" => a.variants = it.next().expect("--variants raw,ours,future"),
             "--threads" => a.threads = true,
+            "--metrics" => a.metrics = true,
             "--bootstrap" => a.bootstrap = it.next(),
             "--container" => a.container = it.next(),
             _ => {} // `cargo bench` passes --bench

@@ -20,6 +20,10 @@
 //! * `future`: rdkafka `FutureProducer`, `send_result` pipelined, a window of
 //!   delivery futures awaited in order.
 //!
+//! With `--metrics`, the producers publish their metrics to a Prometheus
+//! recorder and librdkafka's statistics come every second, as in a
+//! monitored service (compare runs with and without it for the cost).
+//!
 //! Each is reported as msgs/s (wall clock) and as CPU time of the whole
 //! process (all threads, the mock broker's included) per acknowledged
 //! record, which other load on the machine disturbs less.
@@ -127,6 +131,11 @@ struct Bench {
 
 fn main() {
     let args = args::args();
+    if args.metrics {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .unwrap();
+    }
     let cluster = match &args.bootstrap {
         None => Cluster::Mock(MockCluster::new(1).unwrap()),
         Some(b) => Cluster::Real {
@@ -152,12 +161,13 @@ fn main() {
     let args = &bench.args;
     println!(
         "{}, {} partitions; {} records of {PAYLOAD} B per run, {} rounds; \
-         acks=all, idempotence, linger.ms=5; core max_in_flight {}",
+         acks=all, idempotence, linger.ms=5; core max_in_flight {}; metrics {}",
         bench.cluster.describe(),
         args.partitions,
         args.records,
         args.rounds,
-        args.max_in_flight
+        args.max_in_flight,
+        if args.metrics { "on (Prometheus recorder, statistics every 1 s)" } else { "off" }
     );
     let mut series: Vec<Series> = NAMES.iter().map(|_| Series::default()).collect();
     for round in 0..args.rounds {

@@ -262,7 +262,11 @@ pub(crate) async fn robust_producer(
     n: u64,
     data: &Data,
 ) -> Run {
-    let transport = RdkafkaTransport::new(RdkafkaConfig::new(bootstrap)).unwrap();
+    let mut config = RdkafkaConfig::new(bootstrap);
+    if args.metrics {
+        config = config.statistics_interval(Duration::from_secs(1));
+    }
+    let transport = RdkafkaTransport::new(config).unwrap();
     let producer = Producer::builder(robust_config(args, args.queue))
         .start(transport, TokioRuntime::new())
         .expect("the producer config fits the transport");
