@@ -74,6 +74,7 @@
 
 pub mod codec;
 mod config;
+mod encryption;
 mod error;
 pub mod format;
 mod permissions;
@@ -84,9 +85,10 @@ mod spool_dir;
 mod threads;
 
 pub use config::{
-    DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES, FsyncPolicy, MIN_SEGMENT_BYTES, SpoolConfig,
-    SpoolConfigBuilder,
+    DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES, FsyncPolicy, MAX_ENCRYPTED_SEGMENT_BYTES,
+    MIN_SEGMENT_BYTES, SpoolConfig, SpoolConfigBuilder,
 };
+pub use encryption::{EncryptionKey, KEY_LEN};
 pub use error::SpoolError;
 pub use permissions::{PermissionWarning, SPOOL_DIR_MODE, SPOOL_FILE_MODE};
 pub use recovery::{Damage, RecoveryReport};

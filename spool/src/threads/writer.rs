@@ -62,6 +62,9 @@ impl Threads {
         let mut files = self.files();
         let (bytes, rolls, last_id, settle_marks) = {
             let mut st = self.shared.lock();
+            if let Some(index) = st.seal_failed {
+                return Err(SpoolError::Seal(segment_path(&self.dir, index)));
+            }
             self.shared.records_pending.store(false, Ordering::Release);
             let spare = std::mem::take(&mut files.spare);
             (
@@ -72,10 +75,10 @@ impl Threads {
             )
         };
         let mut at = 0;
-        for &(roll_at, index) in &rolls {
-            self.write(&mut files, &bytes[at..roll_at])?;
-            self.roll(&mut files, index)?;
-            at = roll_at;
+        for roll in &rolls {
+            self.write(&mut files, &bytes[at..roll.at])?;
+            self.roll(&mut files, roll.index, &roll.header)?;
+            at = roll.at;
         }
         self.write(&mut files, &bytes[at..])?;
         let mut bytes = bytes;
@@ -118,9 +121,9 @@ impl Threads {
         Ok(())
     }
 
-    /// Starts segment `index`.
-    fn roll(&self, files: &mut Files, index: u64) -> Result<(), SpoolError> {
-        let file = create_segment(&self.dir, index, self.shared.config.reserve())?;
+    /// Starts segment `index` with its `header`.
+    fn roll(&self, files: &mut Files, index: u64, header: &[u8]) -> Result<(), SpoolError> {
+        let file = create_segment(&self.dir, index, header, self.shared.config.reserve())?;
         let old = std::mem::replace(&mut files.current, Arc::new(file));
         let old_index = std::mem::replace(&mut files.index, index);
         if files.dirty {
