@@ -12,7 +12,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use robust_producer::{Record, SpoolSignal};
 
 use crate::config::SpoolConfig;
-use crate::encryption::{AAD_HEADER_LEN, Sealer};
+use crate::encryption::Sealer;
 use crate::format::{self, FrameKind};
 use crate::recovery::{RecoveryReport, Segment};
 use crate::spool_dir::plain_segment_header;
@@ -88,14 +88,9 @@ pub(crate) struct SpoolInner {
     pub(crate) buf: Vec<u8>,
     /// Where in `buf` a new segment starts.
     pub(crate) rolls: Vec<Roll>,
-    /// Encrypts frames under the current key, when encryption is on.
+    /// Writes the headers of encrypted segments, when encryption is on
+    /// (the writer seals the frames, off this lock).
     sealer: Option<Sealer>,
-    /// The first bytes of the active segment's header (encrypted segments):
-    /// the start of each of its frames' associated data.
-    active_aad: [u8; AAD_HEADER_LEN],
-    /// A frame could not be encrypted: the writer stops the spool with
-    /// this (naming the segment's index) before writing anything more.
-    pub(crate) seal_failed: Option<u64>,
     /// Bytes of the header of each segment this session starts.
     pub(crate) header_len: u64,
     /// The last record id in `buf`.
@@ -174,8 +169,6 @@ impl SpoolInner {
             buf: Vec::new(),
             rolls: Vec::new(),
             sealer: r.sealer,
-            active_aad: aad_of(r.header),
-            seal_failed: None,
             header_len,
             buf_last_id: None,
             buf_settle_marks: 0,
@@ -216,7 +209,6 @@ impl SpoolInner {
         let index = self.next_index;
         self.next_index += 1;
         let header = self.segment_header(index, config.preallocate());
-        self.active_aad = aad_of(&header);
         self.rolls.push(Roll {
             at: self.buf.len(),
             index,
@@ -242,9 +234,10 @@ impl SpoolInner {
         }
     }
 
-    /// Appends one frame to the buffer — sealed, when encryption is on —
-    /// with its end byte when segments are preallocated, and counts its
-    /// bytes in the active segment.
+    /// Appends one frame to the buffer — with room for its tag and no
+    /// checksums yet, when encryption is on: the writer seals it before
+    /// writing, off this lock — with its end byte when segments are
+    /// preallocated, and counts its bytes in the active segment.
     pub(crate) fn push_frame(
         &mut self,
         config: &SpoolConfig,
@@ -253,16 +246,8 @@ impl SpoolInner {
         write: impl FnOnce(&mut Vec<u8>),
     ) {
         let before = self.buf.len();
-        if let Some(sealer) = &self.sealer {
-            let (index, offset) = self.segments.back().map_or((0, 0), |a| (a.index, a.len));
-            let aad = &self.active_aad;
-            let sealed = format::push_sealed_frame_with(&mut self.buf, kind, seq, write, |h, p| {
-                sealer.seal(aad, offset, h, p)
-            });
-            if !sealed {
-                self.seal_failed.get_or_insert(index);
-                return;
-            }
+        if self.sealer.is_some() {
+            format::push_frame_to_seal_with(&mut self.buf, kind, seq, write);
         } else {
             format::push_frame_with(&mut self.buf, kind, seq, write);
         }
@@ -359,15 +344,6 @@ fn session_segments(
         last_seq: next_seq.saturating_sub(1),
     });
     (segments, start + header_len)
-}
-
-/// The first [`AAD_HEADER_LEN`] bytes of a segment header (zeros for a
-/// shorter one).
-fn aad_of(header: &[u8]) -> [u8; AAD_HEADER_LEN] {
-    header
-        .get(..AAD_HEADER_LEN)
-        .and_then(|h| h.try_into().ok())
-        .unwrap_or([0; AAD_HEADER_LEN])
 }
 
 /// Sorts `seqs` and writes into `ranges` the fewest ranges covering them.

@@ -140,13 +140,13 @@ impl DiskSpool {
             next_seq: rec.next_seq,
             index,
             header: &header,
-            sealer,
+            sealer: sealer.clone(),
         });
         let shared = Arc::new(Shared {
             config,
             report: rec.report,
             inner: Mutex::new(inner),
-            files: Mutex::new(Files::new(index, file)),
+            files: Mutex::new(Files::new(index, file, &header, sealer)),
             wake_writer: Condvar::new(),
             wake_syncer: Condvar::new(),
             fsyncs: AtomicU64::new(0),

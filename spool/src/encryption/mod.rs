@@ -16,7 +16,7 @@ use aes_gcm::aead::KeyInit;
 use aes_gcm::aead::rand_core::RngCore;
 use zeroize::Zeroizing;
 
-use crate::format::{self, FLAG_PREALLOCATED};
+use crate::format::{self, FLAG_PREALLOCATED, FRAME_AAD_LEN, FRAME_HEADER_LEN};
 
 pub(crate) use seal::{AAD_HEADER_LEN, open_frame, verify_header};
 
@@ -135,6 +135,7 @@ impl Keyring {
 /// two salts collide only if two random bases fall within the number of
 /// segments of each other — with a 64-bit base, a chance of about
 /// `sessions² × segments per session / 2⁶⁴`.
+#[derive(Clone)]
 pub(crate) struct Sealer {
     cipher: Aes256Gcm,
     key_id: u32,
@@ -178,6 +179,49 @@ impl Sealer {
         .to_vec()
     }
 
+    /// Seals, in place, the frames in `frames` appended with
+    /// [`format::push_frame_to_seal_with`] (each followed by an end byte
+    /// when `marked`): a run of frames of the segment whose header begins
+    /// with `segment_aad`, the first at `offset` in it. Returns false when
+    /// the bytes are not such frames, or one cannot be sealed.
+    pub(crate) fn seal_frames(
+        &self,
+        segment_aad: &[u8; AAD_HEADER_LEN],
+        mut offset: u64,
+        frames: &mut [u8],
+        marked: bool,
+    ) -> bool {
+        let mut at = 0;
+        while at < frames.len() {
+            let Some(len) = frames
+                .get(at..at + 4)
+                .and_then(|l| l.try_into().ok())
+                .map(|l| u32::from_le_bytes(l) as usize)
+            else {
+                return false;
+            };
+            let end = at + FRAME_HEADER_LEN + len;
+            let Some(frame) = frames.get_mut(at..end) else {
+                return false;
+            };
+            let (header, payload) = frame.split_at_mut(FRAME_HEADER_LEN);
+            let Some(plain_len) = len.checked_sub(format::TAG_LEN) else {
+                return false;
+            };
+            let (plain, tag) = payload.split_at_mut(plain_len);
+            let Some(sealed) = self.seal(segment_aad, offset, &header[..FRAME_AAD_LEN], plain)
+            else {
+                return false;
+            };
+            tag.copy_from_slice(&sealed);
+            format::fill_frame_checksums(frame);
+            let size = end - at + usize::from(marked);
+            at += size;
+            offset += size as u64;
+        }
+        true
+    }
+
     /// Encrypts a frame's `payload` in place: the frame starts at `offset`
     /// in the segment whose header begins with `segment_aad`, and its
     /// header begins with `frame_header`. Returns the tag, or `None` when
@@ -191,6 +235,15 @@ impl Sealer {
     ) -> Option<[u8; format::TAG_LEN]> {
         seal::seal_frame(&self.cipher, segment_aad, offset, frame_header, payload)
     }
+}
+
+/// The first [`AAD_HEADER_LEN`] bytes of a segment header (zeros for a
+/// shorter one): the start of its frames' associated data.
+pub(crate) fn aad_of(header: &[u8]) -> [u8; AAD_HEADER_LEN] {
+    header
+        .get(..AAD_HEADER_LEN)
+        .and_then(|h| h.try_into().ok())
+        .unwrap_or([0; AAD_HEADER_LEN])
 }
 
 /// The key the crate's unit tests encrypt with.

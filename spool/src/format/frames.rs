@@ -85,7 +85,7 @@ pub fn push_frame_with(
     write(out);
     let len = out.len() - start - FRAME_HEADER_LEN;
     fill_frame_fields(&mut out[start..start + FRAME_HEADER_LEN], len, kind, seq);
-    fill_frame_checksums(out, start);
+    fill_frame_checksums_at(out, start);
 }
 
 /// Appends one sealed frame (encrypted segments): `write` appends the
@@ -112,8 +112,35 @@ pub fn push_sealed_frame_with(
         return false;
     };
     out.extend_from_slice(&tag);
-    fill_frame_checksums(out, start);
+    fill_frame_checksums_at(out, start);
     true
+}
+
+/// Appends one frame to be sealed later (encrypted segments), without its
+/// checksums: its header's length counts a [`TAG_LEN`]-byte tag, `write`
+/// appends the plaintext payload, and zeros hold the tag's place. Sealing
+/// encrypts the payload in place, writes the tag, then
+/// [`fill_frame_checksums`].
+pub fn push_frame_to_seal_with(
+    out: &mut Vec<u8>,
+    kind: FrameKind,
+    seq: u64,
+    write: impl FnOnce(&mut Vec<u8>),
+) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
+    write(out);
+    out.extend_from_slice(&[0u8; TAG_LEN]);
+    let len = out.len() - start - FRAME_HEADER_LEN;
+    fill_frame_fields(&mut out[start..start + FRAME_HEADER_LEN], len, kind, seq);
+}
+
+/// Writes the checksums of `frame` (its header, then its whole payload;
+/// no end byte).
+pub fn fill_frame_checksums(frame: &mut [u8]) {
+    if frame.len() >= FRAME_HEADER_LEN {
+        fill_frame_checksums_at(frame, 0);
+    }
 }
 
 /// Writes a frame header's length, kind and sequence number.
@@ -125,7 +152,7 @@ fn fill_frame_fields(h: &mut [u8], len: usize, kind: FrameKind, seq: u64) {
 
 /// Writes the checksums of the frame starting at `start`, the last one in
 /// `out`.
-fn fill_frame_checksums(out: &mut [u8], start: usize) {
+fn fill_frame_checksums_at(out: &mut [u8], start: usize) {
     let pcrc = crc32c::crc32c(&out[start + FRAME_HEADER_LEN..]);
     let h = &mut out[start..start + FRAME_HEADER_LEN];
     let hcrc = crc32c::crc32c(&h[0..16]);

@@ -82,8 +82,9 @@ mod ledger;
 mod reader;
 
 pub use frames::{
-    encrypted_segment_header, parse_settled, preallocated_segment_header, push_frame,
-    push_frame_end, push_frame_with, push_sealed_frame_with, segment_header, settled_payload,
+    encrypted_segment_header, fill_frame_checksums, parse_settled, preallocated_segment_header,
+    push_frame, push_frame_end, push_frame_to_seal_with, push_frame_with, push_sealed_frame_with,
+    segment_header, settled_payload,
 };
 pub use ledger::Ledger;
 pub use reader::{EncryptedHeader, End, Frame, Scan, scan, segment_header_len};

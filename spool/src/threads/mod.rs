@@ -35,6 +35,7 @@ use robust_producer::SpoolSignal;
 use tracing::error;
 
 use crate::config::FsyncPolicy;
+use crate::encryption::{AAD_HEADER_LEN, Sealer, aad_of};
 use crate::error::SpoolError;
 use crate::format::Ledger;
 use crate::shared::{Shared, SpoolInner};
@@ -55,12 +56,23 @@ pub(crate) struct Files {
     dir_dirty: bool,
     /// A spare buffer, swapped with the shared one.
     spare: Vec<u8>,
+    /// Seals frames before they are written, when encryption is on.
+    sealer: Option<Sealer>,
+    /// The first bytes of `current`'s header: the start of its frames'
+    /// associated data (encrypted segments).
+    aad: [u8; AAD_HEADER_LEN],
+    /// Bytes in `current` (header included): where the next frame goes.
+    offset: u64,
 }
 
 impl Files {
-    pub(crate) fn new(index: u64, file: File) -> Self {
+    /// The session's files: segment `index`, just created with `header`.
+    pub(crate) fn new(index: u64, file: File, header: &[u8], sealer: Option<Sealer>) -> Self {
         Self {
             current: Arc::new(file),
+            sealer,
+            aad: aad_of(header),
+            offset: header.len() as u64,
             index,
             dirty: false,
             unsynced: Vec::new(),
