@@ -428,3 +428,29 @@ fn debug_output_and_config_errors_never_show_key_bytes() {
         .unwrap_err();
     assert!(err.to_string().contains("segment_bytes"), "{err}");
 }
+
+/// The fuzz seed `encrypted-3-frames` was sealed by another AES-GCM
+/// implementation from the format module's description: the spool's
+/// reader opens it, so the description and the code agree.
+#[test]
+fn a_segment_sealed_from_the_format_description_opens() {
+    let seed = std::fs::read("../fuzz/seeds/segment_reader/encrypted-3-frames").unwrap();
+    let segment = &seed[1..]; // the fuzz mode byte
+    let scan = format::scan(segment, Some(1), 0);
+    assert_eq!(scan.end, format::End::Clean);
+    let header = scan.encrypted.as_ref().unwrap();
+    assert_eq!(header.key_id, 3);
+    let key = EncryptionKey::new(3, [0x2D; 32]);
+    assert!(key.authenticates(header));
+    assert!(!EncryptionKey::new(3, [0x2E; 32]).authenticates(header));
+    let opened: Vec<Vec<u8>> = scan
+        .frames
+        .iter()
+        .map(|f| key.open(header, f).unwrap())
+        .collect();
+    let hello = robust_producer_spool::codec::decode(&opened[0]).unwrap();
+    assert_eq!(&hello.payload[..], b"hello");
+    assert_eq!(format::parse_settled(&opened[1]), Some(vec![(1, 1)]));
+    let world = robust_producer_spool::codec::decode(&opened[2]).unwrap();
+    assert_eq!(&world.payload[..], b"world");
+}

@@ -16,7 +16,9 @@ use aes_gcm::aead::KeyInit;
 use aes_gcm::aead::rand_core::RngCore;
 use zeroize::Zeroizing;
 
-use crate::format::{self, FLAG_PREALLOCATED, FRAME_AAD_LEN, FRAME_HEADER_LEN};
+use crate::format::{
+    self, EncryptedHeader, FLAG_PREALLOCATED, FRAME_AAD_LEN, FRAME_HEADER_LEN, Frame,
+};
 
 pub(crate) use seal::{AAD_HEADER_LEN, open_frame, verify_header};
 
@@ -49,6 +51,27 @@ impl EncryptionKey {
     /// The key's id.
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// Whether this key authenticates an encrypted segment's header (as
+    /// [`scan`](crate::format::scan) reports it): false for a different
+    /// key. For tools that read segments; the spool checks this at open.
+    pub fn authenticates(&self, header: &EncryptedHeader) -> bool {
+        header.key_id == self.id && verify_header(&self.cipher(), &header.aad, &header.tag)
+    }
+
+    /// The plaintext payload of `frame`, read by [`scan`](crate::format::scan)
+    /// from an encrypted segment with `header`; `None` when it does not
+    /// authenticate under this key (another key, or bytes changed since
+    /// they were written). For tools that read segments.
+    pub fn open(&self, header: &EncryptedHeader, frame: &Frame<'_>) -> Option<Vec<u8>> {
+        open_frame(
+            &self.cipher(),
+            &header.aad,
+            frame.offset as u64,
+            &frame.authenticated_header(),
+            frame.payload,
+        )
     }
 
     fn cipher(&self) -> Aes256Gcm {
