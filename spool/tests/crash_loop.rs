@@ -582,6 +582,10 @@ fn crash_loop_with_encryption_at_rest_never_loses_a_durable_record() {
 
 /// The crash loop; `encrypted`: with encryption at rest (see the module
 /// docs).
+#[expect(
+    clippy::print_stdout,
+    reason = "the loop prints its seed and figures, as the tests calling it would"
+)]
 fn crash_loop(encrypted: bool) {
     let cycles: u64 = std::env::var("CRASH_CYCLES")
         .ok()
