@@ -102,8 +102,12 @@ impl DiskSpool {
     /// # Errors
     ///
     /// [`SpoolError::Locked`] when another spool holds the directory;
-    /// [`SpoolError::Io`] naming the file when the directory cannot be
-    /// created or read, or a repair cannot be written.
+    /// [`SpoolError::UnknownKey`] or [`SpoolError::WrongKey`] when a
+    /// segment is encrypted under a key that was not supplied, or under
+    /// another key with the same id (nothing in it is changed; supply the
+    /// key and open again); [`SpoolError::Io`] naming the file when the
+    /// directory cannot be created or read, a repair cannot be written, or
+    /// the random source for a new segment's salt fails.
     pub fn open(config: SpoolConfig) -> Result<Self, SpoolError> {
         let dir = config.dir().to_owned();
         create_spool_dir(&dir).map_err(SpoolError::io("create directory", &dir))?;

@@ -1,8 +1,9 @@
 //! The spool's threads.
 //!
 //! * The **writer** writes buffered frames (records and settle marks) to the
-//!   segment files as soon as they arrive, so that they reach the page
-//!   cache within microseconds — a process crash then loses almost no
+//!   segment files as soon as they arrive (sealing them first when
+//!   encryption is on, off the lock the appenders take), so that they reach
+//!   the page cache within microseconds — a process crash then loses almost no
 //!   settle marks, which bounds the records sent twice after it.
 //! * The **syncer** (policies `Always` and `Interval`) writes what is still
 //!   buffered, fdatasyncs every segment written since its last round (and
