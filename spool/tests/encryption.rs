@@ -29,9 +29,20 @@ fn key_bytes(seed: u8) -> [u8; 32] {
 }
 
 fn config(dir: &Path, current: Option<EncryptionKey>, old: &[EncryptionKey]) -> SpoolConfig {
+    config_with(dir, current, old, true)
+}
+
+/// `preallocate`: see `SpoolConfig::preallocate`.
+fn config_with(
+    dir: &Path,
+    current: Option<EncryptionKey>,
+    old: &[EncryptionKey],
+    preallocate: bool,
+) -> SpoolConfig {
     let mut b = SpoolConfig::builder(dir)
         .segment_bytes(64 << 10)
         .max_bytes(8 << 20)
+        .preallocate(preallocate)
         .fsync(FsyncPolicy::Always);
     if let Some(k) = current {
         b = b.encryption_key(k);
@@ -138,8 +149,15 @@ fn assert_no_key_bytes(text: &str, seed: u8) {
 
 #[tokio::test]
 async fn records_round_trip_and_no_payload_reaches_the_files_in_clear() {
+    for preallocate in [true, false] {
+        round_trip(preallocate).await;
+    }
+}
+
+async fn round_trip(preallocate: bool) {
+    let config = |dir: &Path| config_with(dir, Some(key(1, 3)), &[], preallocate);
     let dir = tempfile::tempdir().unwrap();
-    let spool = DiskSpool::open(config(dir.path(), Some(key(1, 3)), &[])).unwrap();
+    let spool = DiskSpool::open(config(dir.path())).unwrap();
     spool_notes(&spool, "rt", 400).await;
     drop(spool);
 
@@ -159,7 +177,7 @@ async fn records_round_trip_and_no_payload_reaches_the_files_in_clear() {
         }
     }
 
-    let spool = DiskSpool::open(config(dir.path(), Some(key(1, 3)), &[])).unwrap();
+    let spool = DiskSpool::open(config(dir.path())).unwrap();
     assert_eq!(spool.recovery().replayed, 400);
     assert!(
         !spool.recovery().found_corruption(),
@@ -168,8 +186,9 @@ async fn records_round_trip_and_no_payload_reaches_the_files_in_clear() {
     );
     assert_eq!(replay(&spool).await, payloads("rt", 400));
     drop(spool);
-    let spool = DiskSpool::open(config(dir.path(), Some(key(1, 3)), &[])).unwrap();
+    let spool = DiskSpool::open(config(dir.path())).unwrap();
     assert_eq!(spool.recovery().replayed, 0, "delivered records settled");
+    assert!(spool.recovery().torn_tails.is_empty() && !spool.recovery().found_corruption());
 }
 
 #[tokio::test]
