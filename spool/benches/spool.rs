@@ -19,6 +19,12 @@
 //! by default (`SpoolConfig::preallocate`), which spares each fdatasync the
 //! file-size update: the stricter comparison.
 //!
+//! Encryption at rest: for each policy, the pipelined workload also runs
+//! with the spool encrypting (AES-256-GCM), in turns alternated with the
+//! clear one (`SPOOL_BENCH_CRYPT_TURNS` pairs, default 5), and the ratio
+//! of the two rates is printed (target for `Interval`: at least 0.8).
+//! `SPOOL_BENCH_ONLY=encryption` runs only that comparison.
+//!
 //! The transport (the test kit's scripted one, keeping no records)
 //! acknowledges at once, so records settle and segments are deleted as in
 //! steady operation.
@@ -27,6 +33,7 @@
 //! cargo bench -p robust-producer-spool --bench spool
 //! SPOOL_BENCH_DIR=/some/disk SPOOL_BENCH_RECORDS=300000 SPOOL_BENCH_SECONDS=3 cargo bench ...
 //! SPOOL_BENCH_ONLY=always SPOOL_BENCH_TURNS=10 cargo bench ...  # only Always vs raw, alternated
+//! SPOOL_BENCH_ONLY=encryption cargo bench ...  # only encrypted vs clear, per policy
 //! ```
 
 #![expect(clippy::unwrap_used, reason = "a benchmark stops at the first failure")]
@@ -39,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use robust_producer::{Config, OverflowPolicy, Producer, Record, TokioRuntime};
 use robust_producer_mock::ScriptedTransport;
-use robust_producer_spool::{DiskSpool, FsyncPolicy, SpoolConfig};
+use robust_producer_spool::{DiskSpool, EncryptionKey, FsyncPolicy, SpoolConfig};
 use tokio::sync::mpsc::unbounded_channel;
 
 struct Figures {
@@ -119,17 +126,17 @@ fn producer(spool: &DiskSpool) -> Producer {
         .expect("the producer config fits the transport")
 }
 
-fn open(dir: &Path, fsync: FsyncPolicy) -> DiskSpool {
+/// A fresh spool in `dir`; `encrypted`: encrypting under a bench key.
+fn open(dir: &Path, fsync: FsyncPolicy, encrypted: bool) -> DiskSpool {
     let _ = std::fs::remove_dir_all(dir);
-    DiskSpool::open(
-        SpoolConfig::builder(dir)
-            .segment_bytes(64 << 20)
-            .max_bytes(1 << 30)
-            .fsync(fsync)
-            .build()
-            .unwrap(),
-    )
-    .unwrap()
+    let mut config = SpoolConfig::builder(dir)
+        .segment_bytes(64 << 20)
+        .max_bytes(1 << 30)
+        .fsync(fsync);
+    if encrypted {
+        config = config.encryption_key(EncryptionKey::new(1, [0x17; 32]));
+    }
+    DiskSpool::open(config.build().unwrap()).unwrap()
 }
 
 fn record() -> Record {
@@ -138,15 +145,21 @@ fn record() -> Record {
 
 /// Sends `n` records as fast as `send` returns; a second task awaits each
 /// record's `durable()` in order. Records/s until the last is Durable.
-async fn pipelined(dir: &Path, fsync: FsyncPolicy, n: usize) -> Figures {
-    paced(dir, fsync, n, None).await
+async fn pipelined(dir: &Path, fsync: FsyncPolicy, n: usize, encrypted: bool) -> Figures {
+    paced(dir, fsync, n, None, encrypted).await
 }
 
 /// Sends `n` records at `rate` records/s (in 1 ms batches), or as fast as
 /// possible; a second task awaits each record's `durable()` in order and
 /// notes the time from its `send` to Durable.
-async fn paced(dir: &Path, fsync: FsyncPolicy, n: usize, rate: Option<u64>) -> Figures {
-    let spool = open(dir, fsync);
+async fn paced(
+    dir: &Path,
+    fsync: FsyncPolicy,
+    n: usize,
+    rate: Option<u64>,
+    encrypted: bool,
+) -> Figures {
+    let spool = open(dir, fsync, encrypted);
     let producer = producer(&spool);
     let (tx, mut rx) = unbounded_channel::<(Instant, robust_producer::DeliveryHandle)>();
     let waiter = tokio::spawn(async move {
@@ -186,7 +199,7 @@ async fn sequential_turn(
     fsync: FsyncPolicy,
     seconds: f64,
 ) -> (usize, f64, Vec<Duration>, u64) {
-    let spool = open(dir, fsync);
+    let spool = open(dir, fsync, false);
     let producer = producer(&spool);
     let mut lat = Vec::new();
     let start = Instant::now();
@@ -247,6 +260,67 @@ fn line(name: &str, f: &Figures, raw: &Figures) {
     );
 }
 
+/// The pipelined workload in clear and encrypted, in `turns` alternated
+/// pairs: the figures of each, summed over the turns, and the ratio
+/// (encrypted / clear) of each pair.
+fn clear_and_encrypted(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    policy: FsyncPolicy,
+    n: usize,
+    turns: usize,
+) -> (Figures, Figures, Vec<f64>) {
+    let mut clear = Turns::default();
+    let mut sealed = Turns::default();
+    let mut ratios = Vec::new();
+    for turn in 0..turns {
+        // Which goes first alternates too.
+        let order = if turn % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        let mut rates = [0.0; 2];
+        for encrypted in order {
+            let f = rt.block_on(pipelined(dir, policy, n, encrypted));
+            let sum = if encrypted { &mut sealed } else { &mut clear };
+            // Latencies are not kept here: the rates are what is compared.
+            rates[usize::from(encrypted)] = sum.add(n, n as f64 / f.rate, Vec::new(), f.fsyncs);
+        }
+        ratios.push(rates[1] / rates[0]);
+    }
+    ratios.sort_by(f64::total_cmp);
+    (clear.figures(), sealed.figures(), ratios)
+}
+
+/// Prints the encrypted rate beside the clear one, for each policy.
+fn encryption_cost(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    policies: &[(&str, FsyncPolicy)],
+    n: usize,
+    raw: &Figures,
+) {
+    let turns: usize = std::env::var("SPOOL_BENCH_CRYPT_TURNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    println!("encryption at rest (AES-256-GCM), pipelined, {turns} alternated turns each:");
+    for &(name, policy) in policies {
+        let spool_dir = dir.join(format!("{}-crypt", name.replace(['(', ')', ' '], "")));
+        let (clear, sealed, ratios) = clear_and_encrypted(rt, &spool_dir, policy, n, turns);
+        line(&format!("{name}: clear"), &clear, raw);
+        line(&format!("{name}: encrypted"), &sealed, raw);
+        println!(
+            "{name}: encrypted / clear: {:.2}x overall, {:.2}x median of the pairs {:.2?}",
+            sealed.rate / clear.rate,
+            ratios[ratios.len() / 2],
+            ratios
+        );
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` lists; nothing to list
@@ -299,6 +373,12 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(6);
     let only_always = std::env::var("SPOOL_BENCH_ONLY").is_ok_and(|v| v == "always");
+    if std::env::var("SPOOL_BENCH_ONLY").is_ok_and(|v| v == "encryption") {
+        let raw = raw_loop(&dir, 1.0);
+        encryption_cost(&rt, &dir, &policies, n, &raw);
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
     let turn = seconds / 2.0;
     let mut raw = Turns::default();
     let mut reserved = Turns::default();
@@ -339,11 +419,12 @@ fn main() {
             let seq = rt.block_on(sequential(&spool_dir, policy, seconds));
             line(&format!("{name}: sequential"), &seq, &raw);
         }
-        let pipe = rt.block_on(pipelined(&spool_dir, policy, n));
+        let pipe = rt.block_on(pipelined(&spool_dir, policy, n, false));
         line(&format!("{name}: pipelined, max rate"), &pipe, &raw);
-        let at = rt.block_on(paced(&spool_dir, policy, n, Some(offered)));
+        let at = rt.block_on(paced(&spool_dir, policy, n, Some(offered), false));
         line(&format!("{name}: offered {}k/s", offered / 1000), &at, &raw);
     }
+    encryption_cost(&rt, &dir, &policies, n, &raw);
     // Raw again: the disk's rate drifts; both ends bracket the run.
     let raw2 = raw_loop(&dir, seconds);
     line("raw write+fdatasync loop (again)", &raw2, &raw);

@@ -1,10 +1,12 @@
-//! The spool's configuration: directory, bounds and fsync policy.
+//! The spool's configuration: directory, bounds, fsync policy and the keys
+//! for encryption at rest.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::encryption::{EncryptionKey, Keys};
 use crate::error::SpoolError;
-use crate::format::FRAME_HEADER_LEN;
+use crate::format::{FRAME_HEADER_LEN, TAG_LEN};
 
 /// When the spool fsyncs, and so what "Durable" means.
 ///
@@ -51,9 +53,13 @@ pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 /// The smallest segment size accepted (64 KiB).
 pub const MIN_SEGMENT_BYTES: u64 = 64 << 10;
+/// The largest segment size accepted with encryption on (4 GiB - 1): a
+/// frame's offset is part of its nonce, in 32 bits.
+pub const MAX_ENCRYPTED_SEGMENT_BYTES: u64 = u32::MAX as u64;
 
 /// Configuration of a [`DiskSpool`](crate::DiskSpool); build it with
-/// [`SpoolConfig::builder`].
+/// [`SpoolConfig::builder`]. Its `Debug` output shows key ids, never key
+/// bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolConfig {
     pub(crate) dir: PathBuf,
@@ -61,6 +67,7 @@ pub struct SpoolConfig {
     pub(crate) segment_bytes: u64,
     pub(crate) fsync: FsyncPolicy,
     pub(crate) preallocate: bool,
+    pub(crate) keys: Keys,
 }
 
 impl SpoolConfig {
@@ -74,6 +81,7 @@ impl SpoolConfig {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             fsync: FsyncPolicy::Always,
             preallocate: true,
+            keys: Keys::default(),
         })
     }
 
@@ -121,6 +129,19 @@ impl SpoolConfig {
         self.preallocate
     }
 
+    /// The id of the key new segments are encrypted under, or `None` when
+    /// they are written in clear (see
+    /// [`SpoolConfigBuilder::encryption_key`]).
+    pub fn encryption_key_id(&self) -> Option<u32> {
+        self.keys.current.as_ref().map(EncryptionKey::id)
+    }
+
+    /// The ids of every key supplied (the current one first, then those
+    /// kept for reading).
+    pub fn key_ids(&self) -> Vec<u32> {
+        self.keys.ids()
+    }
+
     /// The bytes to reserve for a new segment, if any.
     pub(crate) fn reserve(&self) -> Option<u64> {
         self.preallocate.then_some(self.segment_bytes)
@@ -128,7 +149,12 @@ impl SpoolConfig {
 
     /// The bytes a frame with a `payload`-byte payload takes in a segment.
     pub(crate) fn frame_bytes(&self, payload: usize) -> u64 {
-        (FRAME_HEADER_LEN + payload + usize::from(self.preallocate)) as u64
+        let tag = if self.keys.current.is_some() {
+            TAG_LEN
+        } else {
+            0
+        };
+        (FRAME_HEADER_LEN + payload + tag + usize::from(self.preallocate)) as u64
     }
 }
 
@@ -162,6 +188,29 @@ impl SpoolConfigBuilder {
         self
     }
 
+    /// Encrypts the segments the spool writes from now on under `key`
+    /// (AES-256-GCM; each segment's header names the key's id), and reads
+    /// segments written under it. Segments written earlier in clear are
+    /// still read and replayed, and deleted once their records settle.
+    ///
+    /// To rotate keys, make the new key the current one and keep the old
+    /// one with [`decryption_key`](Self::decryption_key) until no segment
+    /// written under it remains (once every record in them has settled:
+    /// [`DiskSpool::open`](crate::DiskSpool::open) fails with
+    /// [`SpoolError::UnknownKey`] naming a segment that still needs it).
+    pub fn encryption_key(mut self, key: EncryptionKey) -> Self {
+        self.0.keys.current = Some(key);
+        self
+    }
+
+    /// Keeps `key` for reading segments written under it (an older key
+    /// after a rotation, or the last key after encryption is turned off);
+    /// nothing new is encrypted under it. May be given several times.
+    pub fn decryption_key(mut self, key: EncryptionKey) -> Self {
+        self.0.keys.old.push(key);
+        self
+    }
+
     /// Validates and returns the configuration.
     ///
     /// # Errors
@@ -180,6 +229,21 @@ impl SpoolConfigBuilder {
                     "{} is below the minimum of {MIN_SEGMENT_BYTES}",
                     c.segment_bytes
                 ),
+            );
+        }
+        if c.keys.current.is_some() && c.segment_bytes > MAX_ENCRYPTED_SEGMENT_BYTES {
+            return bad(
+                "segment_bytes",
+                format!(
+                    "{} is above {MAX_ENCRYPTED_SEGMENT_BYTES}, the maximum with encryption",
+                    c.segment_bytes
+                ),
+            );
+        }
+        if let Some(id) = c.keys.duplicate_id() {
+            return bad(
+                "encryption_key",
+                format!("key id {id} is given more than once; every key needs its own id"),
             );
         }
         if c.max_bytes < 2 * c.segment_bytes {

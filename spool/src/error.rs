@@ -26,6 +26,42 @@ pub enum SpoolError {
         #[source]
         source: io::Error,
     },
+    /// An encrypted segment names a key id that is not among the keys
+    /// supplied: the spool is not opened (nothing in that segment is
+    /// changed or quarantined).
+    #[error(
+        "spool segment {segment} is encrypted under key id {key_id}, which is not among the keys \
+         supplied (ids {supplied:?}); supply that key (SpoolConfigBuilder::encryption_key, or \
+         ::decryption_key to read it only) and open the spool again"
+    )]
+    UnknownKey {
+        /// The segment file.
+        segment: PathBuf,
+        /// The key id in its header.
+        key_id: u32,
+        /// The ids of the keys supplied.
+        supplied: Vec<u32>,
+    },
+    /// The key supplied with an encrypted segment's key id does not
+    /// authenticate that segment's header (whose checksum passed): a
+    /// different key under the same id, or a header changed on purpose.
+    /// The spool is not opened (nothing in that segment is changed or
+    /// quarantined).
+    #[error(
+        "spool segment {segment} is encrypted under key id {key_id}, and the key supplied with \
+         that id does not authenticate it (a wrong key for that id, or a tampered segment); \
+         supply the key it was written with and open the spool again"
+    )]
+    WrongKey {
+        /// The segment file.
+        segment: PathBuf,
+        /// The key id in its header.
+        key_id: u32,
+    },
+    /// A frame could not be encrypted (a size beyond what AES-GCM seals;
+    /// not expected with the spool's limits): the spool stops.
+    #[error("spool: a frame for segment {0} could not be encrypted")]
+    Seal(PathBuf),
     /// Another spool (in this or another process) has the directory open.
     #[error("spool directory {0} is in use by another spool (its lock file is held)")]
     Locked(PathBuf),

@@ -12,8 +12,10 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use robust_producer::{Record, SpoolSignal};
 
 use crate::config::SpoolConfig;
-use crate::format::{self, FrameKind, SEGMENT_HEADER_LEN};
+use crate::encryption::Sealer;
+use crate::format::{self, FrameKind};
 use crate::recovery::{RecoveryReport, Segment};
+use crate::spool_dir::plain_segment_header;
 use crate::threads::FilesMutex;
 
 /// What the producer's calls and the writer threads share.
@@ -84,8 +86,13 @@ pub(crate) struct SpoolInner {
     pub(crate) oldest_held: Option<u64>,
     /// Frames not yet handed to the writer.
     pub(crate) buf: Vec<u8>,
-    /// Where in `buf` a new segment starts, and its index.
-    pub(crate) rolls: Vec<(usize, u64)>,
+    /// Where in `buf` a new segment starts.
+    pub(crate) rolls: Vec<Roll>,
+    /// Writes the headers of encrypted segments, when encryption is on
+    /// (the writer seals the frames, off this lock).
+    sealer: Option<Sealer>,
+    /// Bytes of the header of each segment this session starts.
+    pub(crate) header_len: u64,
     /// The last record id in `buf`.
     pub(crate) buf_last_id: Option<u64>,
     /// Settle marks in `buf` (one per settled record).
@@ -112,6 +119,18 @@ pub(crate) struct SpoolInner {
     seqs: Vec<u64>,
 }
 
+/// A segment the appenders rolled to: the writer creates it when it
+/// reaches `at` in the buffer.
+#[derive(Debug, Clone)]
+pub(crate) struct Roll {
+    /// Where in the buffer its frames start.
+    pub(crate) at: usize,
+    /// Its index.
+    pub(crate) index: u64,
+    /// Its header.
+    pub(crate) header: Vec<u8>,
+}
+
 /// What recovery hands to the bookkeeping of a new session.
 pub(crate) struct Resumed<'a> {
     /// The records to replay, in order (they get ids 1, 2, ...).
@@ -126,6 +145,10 @@ pub(crate) struct Resumed<'a> {
     pub(crate) next_seq: u64,
     /// The index of the session's first segment, just created.
     pub(crate) index: u64,
+    /// The header it was created with.
+    pub(crate) header: &'a [u8],
+    /// Encrypts the session's frames, when encryption is on.
+    pub(crate) sealer: Option<Sealer>,
 }
 
 impl SpoolInner {
@@ -133,7 +156,8 @@ impl SpoolInner {
     /// segments, then the session's first segment (empty but its header).
     pub(crate) fn resume(r: Resumed<'_>) -> Self {
         let n = r.records.len() as u64;
-        let (segments, head) = session_segments(r.segments, n, r.index, r.next_seq);
+        let header_len = r.header.len() as u64;
+        let (segments, head) = session_segments(r.segments, n, r.index, r.next_seq, header_len);
         Self {
             signal: None,
             recovered: Some(r.records),
@@ -144,6 +168,8 @@ impl SpoolInner {
             oldest_held: (n > 0).then_some(1),
             buf: Vec::new(),
             rolls: Vec::new(),
+            sealer: r.sealer,
+            header_len,
             buf_last_id: None,
             buf_settle_marks: 0,
             segments,
@@ -163,9 +189,9 @@ impl SpoolInner {
     }
 
     pub(crate) fn needs_roll(&self, config: &SpoolConfig, frame: u64) -> bool {
-        self.segments.back().is_some_and(|a| {
-            a.len > SEGMENT_HEADER_LEN as u64 && a.len + frame > config.segment_bytes
-        })
+        self.segments
+            .back()
+            .is_some_and(|a| a.len > self.header_len && a.len + frame > config.segment_bytes)
     }
 
     /// The segment holding record `id`.
@@ -182,19 +208,35 @@ impl SpoolInner {
         }
         let index = self.next_index;
         self.next_index += 1;
-        self.rolls.push((self.buf.len(), index));
+        let header = self.segment_header(index, config.preallocate());
+        self.rolls.push(Roll {
+            at: self.buf.len(),
+            index,
+            header,
+        });
         let last_seq = self.segments.back().map_or(0, |s| s.last_seq);
         self.segments.push_back(Seg {
             index,
             start: self.head,
-            len: SEGMENT_HEADER_LEN as u64,
+            len: self.header_len,
             first_id,
             last_seq,
         });
-        self.head += SEGMENT_HEADER_LEN as u64;
+        self.head += self.header_len;
     }
 
-    /// Appends one frame to the buffer, with its end byte when segments are
+    /// The header of a new segment `index`: encrypted under the current
+    /// key when encryption is on.
+    pub(crate) fn segment_header(&self, index: u64, preallocated: bool) -> Vec<u8> {
+        match &self.sealer {
+            Some(sealer) => sealer.segment_header(index, preallocated),
+            None => plain_segment_header(index, preallocated),
+        }
+    }
+
+    /// Appends one frame to the buffer — with room for its tag and no
+    /// checksums yet, when encryption is on: the writer seals it before
+    /// writing, off this lock — with its end byte when segments are
     /// preallocated, and counts its bytes in the active segment.
     pub(crate) fn push_frame(
         &mut self,
@@ -204,7 +246,11 @@ impl SpoolInner {
         write: impl FnOnce(&mut Vec<u8>),
     ) {
         let before = self.buf.len();
-        format::push_frame_with(&mut self.buf, kind, seq, write);
+        if self.sealer.is_some() {
+            format::push_frame_to_seal_with(&mut self.buf, kind, seq, write);
+        } else {
+            format::push_frame_with(&mut self.buf, kind, seq, write);
+        }
         if config.preallocate() {
             format::push_frame_end(&mut self.buf);
         }
@@ -266,6 +312,7 @@ fn session_segments(
     replayed: u64,
     index: u64,
     next_seq: u64,
+    header_len: u64,
 ) -> (VecDeque<Seg>, u64) {
     let mut segments = VecDeque::with_capacity(kept.len() + 1);
     let mut start = 0;
@@ -292,11 +339,11 @@ fn session_segments(
     segments.push_back(Seg {
         index,
         start,
-        len: SEGMENT_HEADER_LEN as u64,
+        len: header_len,
         first_id: replayed + 1,
         last_seq: next_seq.saturating_sub(1),
     });
-    (segments, start + SEGMENT_HEADER_LEN as u64)
+    (segments, start + header_len)
 }
 
 /// Sorts `seqs` and writes into `ranges` the fewest ranges covering them.
@@ -363,8 +410,7 @@ impl Shared {
         frame: u64,
         oldest_held: Option<u64>,
     ) -> Option<u64> {
-        let max_frame =
-            self.config.max_bytes - self.config.segment_bytes - SEGMENT_HEADER_LEN as u64;
+        let max_frame = self.config.max_bytes - self.config.segment_bytes - st.header_len;
         if frame > max_frame {
             return None;
         }
@@ -377,7 +423,7 @@ impl Shared {
             None if roll => st.head,
             None => active.start,
         };
-        let header = if roll { SEGMENT_HEADER_LEN as u64 } else { 0 };
+        let header = if roll { st.header_len } else { 0 };
         // A preallocated segment takes its full size from the start.
         let written = if roll {
             header + frame

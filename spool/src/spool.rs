@@ -12,12 +12,13 @@ use robust_producer::{Record, RecordId, Room, Spool, SpoolSignal};
 
 use crate::codec;
 use crate::config::SpoolConfig;
+use crate::encryption::{Keyring, Sealer};
 use crate::error::SpoolError;
-use crate::format::{FrameKind, SEGMENT_HEADER_LEN};
+use crate::format::FrameKind;
 use crate::permissions::{create_spool_dir, loose_permissions};
 use crate::recovery::{RecoveryReport, recover};
 use crate::shared::{Resumed, Shared, SpoolInner};
-use crate::spool_dir::{create_segment, lock_dir, segment_path, sync_dir};
+use crate::spool_dir::{create_segment, lock_dir, plain_segment_header, segment_path, sync_dir};
 use crate::threads::{Files, Threads};
 
 /// A durable on-disk spool for a [`Producer`](robust_producer::Producer):
@@ -101,13 +102,17 @@ impl DiskSpool {
     /// # Errors
     ///
     /// [`SpoolError::Locked`] when another spool holds the directory;
-    /// [`SpoolError::Io`] naming the file when the directory cannot be
-    /// created or read, or a repair cannot be written.
+    /// [`SpoolError::UnknownKey`] or [`SpoolError::WrongKey`] when a
+    /// segment is encrypted under a key that was not supplied, or under
+    /// another key with the same id (nothing in it is changed; supply the
+    /// key and open again); [`SpoolError::Io`] naming the file when the
+    /// directory cannot be created or read, a repair cannot be written, or
+    /// the random source for a new segment's salt fails.
     pub fn open(config: SpoolConfig) -> Result<Self, SpoolError> {
         let dir = config.dir().to_owned();
         create_spool_dir(&dir).map_err(SpoolError::io("create directory", &dir))?;
         let lock = lock_dir(&dir)?;
-        let mut rec = recover(&dir)?;
+        let mut rec = recover(&dir, &Keyring::new(&config.keys))?;
         // After recovery: the ledger is rewritten and settled segments are
         // gone, so what is reported is what stays readable.
         rec.report.permission_warnings = loose_permissions(&dir);
@@ -115,7 +120,17 @@ impl DiskSpool {
         // The session's first segment.
         let index = rec.next_index;
         let path = segment_path(&dir, index);
-        let file = create_segment(&dir, index, config.reserve())?;
+        let sealer = match &config.keys.current {
+            Some(key) => {
+                Some(Sealer::new(key).map_err(SpoolError::io("read random salt for", &path))?)
+            }
+            None => None,
+        };
+        let header = match &sealer {
+            Some(sealer) => sealer.segment_header(index, config.preallocate()),
+            None => plain_segment_header(index, config.preallocate()),
+        };
+        let file = create_segment(&dir, index, &header, config.reserve())?;
         file.sync_all().map_err(SpoolError::io("fsync", &path))?;
         sync_dir(&dir)?;
 
@@ -128,12 +143,14 @@ impl DiskSpool {
             watermark: rec.watermark,
             next_seq: rec.next_seq,
             index,
+            header: &header,
+            sealer: sealer.clone(),
         });
         let shared = Arc::new(Shared {
             config,
             report: rec.report,
             inner: Mutex::new(inner),
-            files: Mutex::new(Files::new(index, file)),
+            files: Mutex::new(Files::new(index, file, &header, sealer)),
             wake_writer: Condvar::new(),
             wake_syncer: Condvar::new(),
             fsyncs: AtomicU64::new(0),
@@ -238,7 +255,7 @@ impl Spool for DiskSpool {
             return Room::Failed("the spool is closed".to_owned());
         }
         let config = &shared.config;
-        let max = (config.max_bytes - config.segment_bytes) as usize - SEGMENT_HEADER_LEN;
+        let max = (config.max_bytes - config.segment_bytes - st.header_len) as usize;
         let Some(len) = codec::encoded_len(record) else {
             return Room::TooLarge {
                 size: usize::MAX,

@@ -38,15 +38,17 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Creates segment file `index` and writes its header. With `reserve`, the
-/// file's space is reserved first (`fallocate`): appending into reserved
-/// space spares each later `fdatasync` the file-size update, which on
-/// journaling file systems costs a journal commit. Where reserving fails
-/// (unsupported, or no room for the whole segment) the segment grows as
-/// written; it is flagged preallocated either way (see the format module).
+/// Creates segment file `index` and writes its `header`. With `reserve`,
+/// the file's space is reserved first (`fallocate`): appending into
+/// reserved space spares each later `fdatasync` the file-size update,
+/// which on journaling file systems costs a journal commit. Where reserving
+/// fails (unsupported, or no room for the whole segment) the segment grows
+/// as written; it is flagged preallocated either way (see the format
+/// module), the header being built from the same configuration.
 pub(crate) fn create_segment(
     dir: &Path,
     index: u64,
+    header: &[u8],
     reserve: Option<u64>,
 ) -> Result<File, SpoolError> {
     let path = segment_path(dir, index);
@@ -60,16 +62,21 @@ pub(crate) fn create_segment(
     {
         debug!(file = %path.display(), error = %e, "segment space not reserved; it grows as written");
     }
-    // Flagged whether or not reserving worked: the flag also says that
-    // frames carry their end byte, which the appenders add when it is on.
-    let header = if reserve.is_some() {
-        format::preallocated_segment_header(index)
-    } else {
-        format::segment_header(index)
-    };
-    file.write_all(&header)
+    file.write_all(header)
         .map_err(SpoolError::io("write", &path))?;
     Ok(file)
+}
+
+/// The header of a segment `index` written in clear, flagged preallocated
+/// with `preallocated` (whether or not reserving its space works: the flag
+/// also says that frames carry their end byte, which the appenders add
+/// when it is on).
+pub(crate) fn plain_segment_header(index: u64, preallocated: bool) -> Vec<u8> {
+    if preallocated {
+        format::preallocated_segment_header(index).to_vec()
+    } else {
+        format::segment_header(index).to_vec()
+    }
 }
 
 /// Fsyncs a directory, so that files created, renamed or removed in it

@@ -17,7 +17,12 @@
 //! the broker cut in it; no recovery ever found corruption (SIGKILL only
 //! tears tails).
 //!
-//! `CRASH_CYCLES` (default 120) sets the number of cycles, `CRASH_SEED` the
+//! The second test runs the same loop with encryption at rest: three
+//! cycles in four encrypt new segments under the test key, the others
+//! write in clear with the key kept for reading (encryption turned on and
+//! off across crashes), and the same checks hold.
+//!
+//! `CRASH_CYCLES` (default 120, each test) sets the number of cycles, `CRASH_SEED` the
 //! seed (printed, to replay a failure), `CRASH_VERBOSE` prints each cycle
 //! and each duplicate, `CRASH_STDERR_DIR` keeps the children's stderr.
 //!
@@ -44,7 +49,7 @@ use robust_producer::{
     Ack, BackoffConfig, Config, OverflowPolicy, Producer, Record, RecordId, TokioRuntime,
     Transport, TransportError, TransportEvent,
 };
-use robust_producer_spool::{DiskSpool, FsyncPolicy, SpoolConfig};
+use robust_producer_spool::{DiskSpool, EncryptionKey, FsyncPolicy, SpoolConfig};
 
 const KEYS: usize = 8;
 const MAX_IN_FLIGHT: usize = 16;
@@ -343,18 +348,26 @@ impl Transport for SockTransport {
 
 // ----- the child ----------------------------------------------------------
 
-fn spool_config(dir: &Path, policy: &str) -> SpoolConfig {
+/// `crypt`: "sealed" encrypts new segments under the test key, "readonly"
+/// keeps the key for reading only, anything else supplies no key.
+fn spool_config(dir: &Path, policy: &str, crypt: &str) -> SpoolConfig {
     let fsync = match policy {
         "always" => FsyncPolicy::Always,
         "interval" => FsyncPolicy::Interval(Duration::from_millis(2)),
         _ => FsyncPolicy::Never,
     };
-    SpoolConfig::builder(dir)
+    let key = EncryptionKey::new(11, [0x6B; 32]);
+    let builder = SpoolConfig::builder(dir)
         .segment_bytes(64 << 10)
         .max_bytes(64 << 20)
-        .fsync(fsync)
-        .build()
-        .unwrap()
+        .fsync(fsync);
+    match crypt {
+        "sealed" => builder.encryption_key(key),
+        "readonly" => builder.decryption_key(key),
+        _ => builder,
+    }
+    .build()
+    .unwrap()
 }
 
 /// Runs in the child process only.
@@ -364,13 +377,14 @@ fn crash_child() {
         return; // not a child: nothing to do
     };
     let a: Vec<&str> = args.split('|').collect();
-    let (dir, sock, cycle, policy, mode, records) = (
+    let (dir, sock, cycle, policy, mode, records, crypt) = (
         PathBuf::from(a[0]),
         PathBuf::from(a[1]),
         a[2].parse::<u64>().unwrap(),
         a[3],
         a[4],
         a[5].parse::<u64>().unwrap(),
+        a[6],
     );
     // Lines start with '@': libtest may print "test crash_child ... " before
     // the first one.
@@ -380,7 +394,7 @@ fn crash_child() {
         let _ = o.flush();
     };
     out("R"); // recovery starts
-    let spool = match DiskSpool::open(spool_config(&dir, policy)) {
+    let spool = match DiskSpool::open(spool_config(&dir, policy, crypt)) {
         Ok(s) => s,
         Err(e) => {
             out(&format!("E {e}"));
@@ -495,7 +509,7 @@ fn spawn_child(
     dir: &Path,
     sock: &Path,
     cycle: u64,
-    policy: &str,
+    (policy, crypt): (&str, &str),
     mode: &str,
     records: u64,
 ) -> Child {
@@ -504,7 +518,7 @@ fn spawn_child(
         .env(
             CHILD_ENV,
             format!(
-                "{}|{}|{cycle}|{policy}|{mode}|{records}",
+                "{}|{}|{cycle}|{policy}|{mode}|{records}|{crypt}",
                 dir.display(),
                 sock.display()
             ),
@@ -558,6 +572,21 @@ struct Outcome {
 
 #[test]
 fn crash_loop_sigkill_never_loses_a_durable_record() {
+    crash_loop(false);
+}
+
+#[test]
+fn crash_loop_with_encryption_at_rest_never_loses_a_durable_record() {
+    crash_loop(true);
+}
+
+/// The crash loop; `encrypted`: with encryption at rest (see the module
+/// docs).
+#[expect(
+    clippy::print_stdout,
+    reason = "the loop prints its seed and figures, as the tests calling it would"
+)]
+fn crash_loop(encrypted: bool) {
     let cycles: u64 = std::env::var("CRASH_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -571,7 +600,7 @@ fn crash_loop_sigkill_never_loses_a_durable_record() {
                 .unwrap()
                 .as_nanos() as u64
         });
-    println!("crash loop: {cycles} cycles, CRASH_SEED={seed}");
+    println!("crash loop: {cycles} cycles, CRASH_SEED={seed}, encrypted: {encrypted}");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("spool");
     let sock = tmp.path().join("broker.sock");
@@ -605,7 +634,12 @@ fn crash_loop_sigkill_never_loses_a_durable_record() {
             })
             .or_default() += 1;
         let cuts_at_start = broker.cuts();
-        let mut child = spawn_child(&dir, &sock, cycle, policy, "produce", 3000);
+        let crypt = match (encrypted, encrypted && rng.below(4) == 0) {
+            (false, _) => "plain",
+            (true, true) => "readonly",
+            (true, false) => "sealed",
+        };
+        let mut child = spawn_child(&dir, &sock, cycle, (policy, crypt), "produce", 3000);
         let rx = lines(&mut child);
         let t0 = Instant::now();
         let mut durable = Vec::new();
@@ -678,7 +712,8 @@ fn crash_loop_sigkill_never_loses_a_durable_record() {
 
     // Drain: a clean child delivers whatever is left.
     broker.set_fault(Fault::None);
-    let mut child = spawn_child(&dir, &sock, cycles + 1, "always", "drain", 0);
+    let crypt = if encrypted { "sealed" } else { "plain" };
+    let mut child = spawn_child(&dir, &sock, cycles + 1, ("always", crypt), "drain", 0);
     let rx = lines(&mut child);
     let mut done = false;
     let t0 = Instant::now();

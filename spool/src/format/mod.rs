@@ -1,5 +1,6 @@
-//! The on-disk format, version 1: building it (segment headers, frames,
-//! settled payloads), its pure reader ([`scan`]) and the [`Ledger`].
+//! The on-disk format — version 1, and version 2 for encrypted segments:
+//! building it (segment headers, frames, settled payloads), its pure
+//! reader ([`scan`]) and the [`Ledger`].
 //!
 //! A spool directory holds segment files named `<index>.seg` (20 decimal
 //! digits), a `ledger`, and a `lock` file. Integers are little-endian;
@@ -15,6 +16,19 @@
 //!  24  reserved  u32 = 0
 //!  28  crc       u32 = crc32c(bytes 0..28)
 //!
+//! encrypted segment header (version 2, 56 bytes)
+//!   0  magic     b"RPSPOOL\0"
+//!   8  version   u16 = 2
+//!  10  flags     u16: as in version 1
+//!  12  key id    u32: the id of the key its frames are sealed with
+//!  16  index     u64, equal to the file name's
+//!  24  salt      u64: the segment's nonce prefix
+//!  32  tag       16 bytes: AES-256-GCM tag of an empty message, nonce
+//!                salt ++ u32 0, associated data bytes 0..32 (tells a
+//!                wrong key before any frame is read)
+//!  48  reserved  u32 = 0
+//!  52  crc       u32 = crc32c(bytes 0..52)
+//!
 //! frame header (24 bytes), then `len` bytes of payload
 //!   0  len       u32, payload length (at most MAX_PAYLOAD)
 //!   4  kind      u8: 1 = record, 2 = settled
@@ -24,6 +38,13 @@
 //!  16  hcrc      u32 = crc32c(bytes 0..16)
 //!  20  pcrc      u32 = crc32c(payload)
 //! in a preallocated segment, one end byte FRAME_END (0xE5) after the payload
+//! in an encrypted segment, the payload is sealed: AES-256-GCM ciphertext of
+//!   the plaintext payload, then its 16-byte tag (`len` counts both); nonce
+//!   = salt (u64) ++ the frame's offset in the segment (u32); associated
+//!   data = segment header bytes 0..32 ++ frame header bytes 0..16. The
+//!   checksums cover the sealed bytes, so torn tails and bit flips are told
+//!   apart without the key; a frame that passes them but does not
+//!   authenticate was changed on purpose (or the key is wrong).
 //!
 //! record payload: see the codec module
 //! settled payload: u32 count, then count x (u64 first, u64 last): ranges of
@@ -61,20 +82,31 @@ mod ledger;
 mod reader;
 
 pub use frames::{
-    parse_settled, preallocated_segment_header, push_frame, push_frame_end, push_frame_with,
+    encrypted_segment_header, fill_frame_checksums, parse_settled, preallocated_segment_header,
+    push_frame, push_frame_end, push_frame_to_seal_with, push_frame_with, push_sealed_frame_with,
     segment_header, settled_payload,
 };
 pub use ledger::Ledger;
-pub use reader::{End, Frame, Scan, scan};
+pub use reader::{EncryptedHeader, End, Frame, Scan, scan, segment_header_len};
 
 /// Magic bytes opening every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"RPSPOOL\0";
 /// Magic bytes opening the ledger.
 pub const LEDGER_MAGIC: [u8; 8] = *b"RPLEDGER";
-/// The format version this crate writes and reads.
+/// The format version of the ledger and of segments that are not
+/// encrypted.
 pub const VERSION: u16 = 1;
+/// The format version of encrypted segments.
+pub const ENCRYPTED_VERSION: u16 = 2;
 /// Length of a segment header.
 pub const SEGMENT_HEADER_LEN: usize = 32;
+/// Length of an encrypted segment's header.
+pub const ENCRYPTED_SEGMENT_HEADER_LEN: usize = 56;
+/// Length of the authentication tag after a sealed frame's ciphertext.
+pub const TAG_LEN: usize = 16;
+/// Bytes of a frame header that a sealed frame authenticates (length,
+/// kind, reserved, sequence number).
+pub const FRAME_AAD_LEN: usize = 16;
 /// Length of a frame header.
 pub const FRAME_HEADER_LEN: usize = 24;
 /// Length of the ledger file.
@@ -99,7 +131,7 @@ pub enum FrameKind {
 }
 
 impl FrameKind {
-    fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             FrameKind::Record => 1,
             FrameKind::Settled => 2,

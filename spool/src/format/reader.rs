@@ -2,8 +2,8 @@
 //! frames one by one, and says where the valid prefix ends and why.
 
 use super::{
-    FLAG_PREALLOCATED, FRAME_END, FRAME_HEADER_LEN, FrameKind, MAX_PAYLOAD, SEGMENT_HEADER_LEN,
-    SEGMENT_MAGIC, VERSION,
+    ENCRYPTED_SEGMENT_HEADER_LEN, ENCRYPTED_VERSION, FLAG_PREALLOCATED, FRAME_AAD_LEN, FRAME_END,
+    FRAME_HEADER_LEN, FrameKind, MAX_PAYLOAD, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, TAG_LEN, VERSION,
 };
 
 /// One valid frame found by [`scan`].
@@ -22,6 +22,18 @@ pub struct Frame<'a> {
 }
 
 impl Frame<'_> {
+    /// The first [`FRAME_AAD_LEN`] bytes of its header as written (length,
+    /// kind, reserved zeros, sequence number): what a sealed frame
+    /// authenticates besides its payload.
+    pub fn authenticated_header(&self) -> [u8; FRAME_AAD_LEN] {
+        let mut h = [0u8; FRAME_AAD_LEN];
+        let len = u32::try_from(self.payload.len()).unwrap_or(u32::MAX);
+        h[0..4].copy_from_slice(&len.to_le_bytes());
+        h[4] = self.kind.code();
+        h[8..16].copy_from_slice(&self.seq.to_le_bytes());
+        h
+    }
+
     /// Offset just past the frame.
     pub fn end(&self) -> usize {
         self.offset + FRAME_HEADER_LEN + self.payload.len() + usize::from(self.marked)
@@ -65,6 +77,18 @@ pub enum End {
     },
 }
 
+/// What an encrypted segment's header says (see the format module).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncryptedHeader {
+    /// The id of the key its frames are sealed with.
+    pub key_id: u32,
+    /// The header's first 32 bytes (magic, version, flags, key id, index,
+    /// salt): the start of every frame's associated data.
+    pub aad: [u8; 32],
+    /// The header's tag: an empty message sealed under the key.
+    pub tag: [u8; TAG_LEN],
+}
+
 /// What [`scan`] found in a segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scan<'a> {
@@ -72,15 +96,33 @@ pub struct Scan<'a> {
     pub frames: Vec<Frame<'a>>,
     /// How the valid prefix ends.
     pub end: End,
+    /// The segment is encrypted (version 2): its header's key id, salt and
+    /// tag. The frames' payloads are then sealed; the scan checks only
+    /// their checksums, not their authenticity (that needs the key).
+    pub encrypted: Option<EncryptedHeader>,
 }
 
 impl Scan<'_> {
     /// Length of the valid prefix (header included).
     pub fn valid_len(&self) -> usize {
+        let header = if self.encrypted.is_some() {
+            ENCRYPTED_SEGMENT_HEADER_LEN
+        } else {
+            SEGMENT_HEADER_LEN
+        };
         match &self.end {
             End::BadHeader { .. } => 0,
-            _ => self.frames.last().map_or(SEGMENT_HEADER_LEN, Frame::end),
+            _ => self.frames.last().map_or(header, Frame::end),
         }
+    }
+}
+
+/// The header length a segment starting with `bytes` has, by its version
+/// field ([`SEGMENT_HEADER_LEN`] when there is none yet).
+pub fn segment_header_len(bytes: &[u8]) -> usize {
+    match bytes.get(8..10) {
+        Some(v) if v == ENCRYPTED_VERSION.to_le_bytes() => ENCRYPTED_SEGMENT_HEADER_LEN,
+        _ => SEGMENT_HEADER_LEN,
     }
 }
 
@@ -90,48 +132,70 @@ impl Scan<'_> {
 /// strictly increasing; a frame that breaks this is corruption. Pure: no
 /// I/O, no panics, whatever the bytes.
 pub fn scan(bytes: &[u8], index: Option<u64>, after_seq: u64) -> Scan<'_> {
-    let marked = match check_segment_header(bytes, index) {
-        Ok(marked) => marked,
+    let header = match check_segment_header(bytes, index) {
+        Ok(header) => header,
         Err(reason) => {
             return Scan {
                 frames: Vec::new(),
                 end: End::BadHeader { reason },
+                encrypted: None,
             };
         }
     };
-    let (frames, end) = read_frames(bytes, marked, after_seq);
-    let end = if marked {
+    let (frames, end) = read_frames(bytes, header.len, header.marked, after_seq);
+    let end = if header.marked {
         in_preallocated(bytes, end)
     } else {
         end
     };
-    Scan { frames, end }
+    Scan {
+        frames,
+        end,
+        encrypted: header.encrypted,
+    }
 }
 
-/// Checks the segment header (naming `index`, when given): whether the
-/// segment is flagged preallocated, or what is wrong with the header.
-fn check_segment_header(bytes: &[u8], index: Option<u64>) -> Result<bool, String> {
-    let Some(h) = bytes.get(..SEGMENT_HEADER_LEN) else {
+/// A valid segment header.
+struct Header {
+    /// Its length.
+    len: usize,
+    /// Flagged preallocated.
+    marked: bool,
+    encrypted: Option<EncryptedHeader>,
+}
+
+/// Checks the segment header (naming `index`, when given): its length,
+/// whether the segment is flagged preallocated and whether it is
+/// encrypted, or what is wrong with the header.
+fn check_segment_header(bytes: &[u8], index: Option<u64>) -> Result<Header, String> {
+    let len = segment_header_len(bytes);
+    let Some(h) = bytes.get(..len) else {
         return Err(format!(
-            "file has {} bytes, shorter than the {SEGMENT_HEADER_LEN}-byte segment header",
+            "file has {} bytes, shorter than the {len}-byte segment header",
             bytes.len()
         ));
     };
-    let crc = u32::from_le_bytes([h[28], h[29], h[30], h[31]]);
-    if crc32c::crc32c(&h[0..28]) != crc {
+    let (crc_at, reserved) = if len == SEGMENT_HEADER_LEN {
+        (28, [12..16, 24..28])
+    } else {
+        (52, [48..52, 48..52])
+    };
+    let crc = u32::from_le_bytes([h[crc_at], h[crc_at + 1], h[crc_at + 2], h[crc_at + 3]]);
+    if crc32c::crc32c(&h[0..crc_at]) != crc {
         return Err("segment header checksum mismatch".to_owned());
     }
     if h[0..8] != SEGMENT_MAGIC {
         return Err("not a spool segment (bad magic)".to_owned());
     }
     let version = u16::from_le_bytes([h[8], h[9]]);
-    if version != VERSION {
+    if version != VERSION && version != ENCRYPTED_VERSION {
         return Err(format!(
-            "unsupported segment version {version} (this build reads {VERSION})"
+            "unsupported segment version {version} (this build reads {VERSION} and {ENCRYPTED_VERSION})"
         ));
     }
     let flags = u16::from_le_bytes([h[10], h[11]]);
-    if flags & !FLAG_PREALLOCATED != 0 || h[12..16].iter().chain(&h[24..28]).any(|&b| b != 0) {
+    if flags & !FLAG_PREALLOCATED != 0 || reserved.into_iter().any(|r| h[r].iter().any(|&b| b != 0))
+    {
         return Err("segment header has unknown flags or reserved bytes set".to_owned());
     }
     let found = u64::from_le_bytes(h[16..24].try_into().unwrap_or_default());
@@ -140,15 +204,29 @@ fn check_segment_header(bytes: &[u8], index: Option<u64>) -> Result<bool, String
             "segment header names segment {found}, file name says {index}"
         ));
     }
-    Ok(flags & FLAG_PREALLOCATED != 0)
+    let encrypted = (len == ENCRYPTED_SEGMENT_HEADER_LEN).then(|| EncryptedHeader {
+        key_id: u32::from_le_bytes([h[12], h[13], h[14], h[15]]),
+        aad: h[0..32].try_into().unwrap_or_default(),
+        tag: h[32..48].try_into().unwrap_or_default(),
+    });
+    Ok(Header {
+        len,
+        marked: flags & FLAG_PREALLOCATED != 0,
+        encrypted,
+    })
 }
 
 /// Reads the frames after the segment header until the file ends or a
 /// frame is not valid: the valid frames, and how they end (before the
 /// preallocated-space check).
-fn read_frames(bytes: &[u8], marked: bool, after_seq: u64) -> (Vec<Frame<'_>>, End) {
+fn read_frames(
+    bytes: &[u8],
+    header_len: usize,
+    marked: bool,
+    after_seq: u64,
+) -> (Vec<Frame<'_>>, End) {
     let mut frames = Vec::new();
-    let mut at = SEGMENT_HEADER_LEN;
+    let mut at = header_len;
     let mut last_seq = after_seq;
     let end = loop {
         let rest = bytes.get(at..).unwrap_or_default();

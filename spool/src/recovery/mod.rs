@@ -21,8 +21,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use robust_producer::Record;
-use tracing::info;
+use tracing::{info, warn};
 
+use crate::encryption::Keyring;
 use crate::error::SpoolError;
 use crate::format::Ledger;
 use crate::permissions::PermissionWarning;
@@ -90,6 +91,11 @@ pub struct RecoveryReport {
     /// [`PermissionWarning::fix`]. Always empty on targets without unix
     /// modes.
     pub permission_warnings: Vec<PermissionWarning>,
+    /// With encryption on: segments found that are not encrypted (written
+    /// before encryption was turned on). Their records are replayed as
+    /// usual and the files deleted once those records settle; until then
+    /// they hold payloads in clear. Logged as a warning.
+    pub plaintext_segments: usize,
 }
 
 impl RecoveryReport {
@@ -129,12 +135,20 @@ pub(crate) struct Recovered {
     pub(crate) report: RecoveryReport,
 }
 
-/// Reads and repairs the spool in `dir`.
-pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
+/// Reads and repairs the spool in `dir`, opening encrypted segments with
+/// `keys`.
+pub(crate) fn recover(dir: &Path, keys: &Keyring) -> Result<Recovered, SpoolError> {
     let mut report = RecoveryReport::default();
     let ledger = repair::read_ledger(dir, &mut report)?;
     let indexes = repair::list_segments(dir)?;
-    let found = repair::read_segments(dir, &indexes, &mut report)?;
+    let found = repair::read_segments(dir, &indexes, keys, &mut report)?;
+    if report.plaintext_segments > 0 {
+        warn!(
+            segments = report.plaintext_segments,
+            "spool: segments written before encryption was turned on are not encrypted; \
+             their records are replayed, and the files deleted once those records settle"
+        );
+    }
 
     let settled = SettledSeqs::new(ledger.watermark, found.ranges);
     let next_seq = phases::next_seq(ledger.next_seq, found.last_seq, &settled);

@@ -8,12 +8,14 @@ use proptest::prelude::*;
 use robust_producer::Record;
 
 use super::Segment;
+use super::phases::SegmentRead;
 use super::phases::{
     Repair, SettledSeqs, dead_prefix, keep_live, merge_ranges, next_index, next_seq, read_segment,
     repair_for, watermark_after,
 };
 use crate::codec;
-use crate::format::{self, End, FrameKind, SEGMENT_HEADER_LEN};
+use crate::encryption::{Keyring, Keys, Sealer, test_key};
+use crate::format::{self, ENCRYPTED_SEGMENT_HEADER_LEN, End, FrameKind, SEGMENT_HEADER_LEN};
 
 /// The segment index the tests write and read.
 const INDEX: u64 = 3;
@@ -67,12 +69,35 @@ fn record(seq: u64, pad: usize) -> Record {
     Record::new("t", format!("r{seq}-{}", "p".repeat(pad)).into_bytes())
 }
 
-fn build(plan: &[Planned], after_seq: u64, preallocated: bool) -> Built {
-    let mut bytes = if preallocated {
-        format::preallocated_segment_header(INDEX).to_vec()
+/// The header length of a segment, encrypted or not.
+fn header_len(encrypted: bool) -> usize {
+    if encrypted {
+        ENCRYPTED_SEGMENT_HEADER_LEN
     } else {
-        format::segment_header(INDEX).to_vec()
+        SEGMENT_HEADER_LEN
+    }
+}
+
+/// Reads a segment with the test key supplied.
+fn read_keyed(bytes: &[u8], after_seq: u64) -> SegmentRead {
+    let keys = Keyring::new(&Keys {
+        current: Some(test_key()),
+        old: Vec::new(),
+    });
+    match read_segment(bytes, INDEX, after_seq, &keys) {
+        Ok(read) => read,
+        Err(problem) => panic!("the test key reads every segment: {problem:?}"),
+    }
+}
+
+fn build(plan: &[Planned], after_seq: u64, preallocated: bool, encrypted: bool) -> Built {
+    let sealer = encrypted.then(|| Sealer::new(&test_key()).unwrap());
+    let mut bytes = match &sealer {
+        Some(sealer) => sealer.segment_header(INDEX, preallocated),
+        None if preallocated => format::preallocated_segment_header(INDEX).to_vec(),
+        None => format::segment_header(INDEX).to_vec(),
     };
+    let aad: [u8; 32] = bytes[..32].try_into().unwrap();
     let mut frames = Vec::new();
     let mut seq = after_seq;
     for p in plan {
@@ -96,7 +121,16 @@ fn build(plan: &[Planned], after_seq: u64, preallocated: bool) -> Built {
                 (FrameKind::Settled, 0, None, ranges.clone(), false)
             }
         };
-        format::push_frame(&mut bytes, kind, frame_seq, &payload);
+        match &sealer {
+            Some(sealer) => assert!(format::push_sealed_frame_with(
+                &mut bytes,
+                kind,
+                frame_seq,
+                |o| o.extend_from_slice(&payload),
+                |h, p| sealer.seal(&aad, start as u64, h, p),
+            )),
+            None => format::push_frame(&mut bytes, kind, frame_seq, &payload),
+        }
         if preallocated {
             format::push_frame_end(&mut bytes);
         }
@@ -221,15 +255,17 @@ proptest! {
         plan in vec(planned(), 0..10),
         after_seq in 0..5u64,
         preallocated: bool,
+        encrypted: bool,
         hit in hit(),
     ) {
-        let mut built = build(&plan, after_seq, preallocated);
+        let mut built = build(&plan, after_seq, preallocated, encrypted);
+        let header_len = header_len(encrypted);
         if preallocated {
             built.bytes.resize(built.bytes.len() + 40, 0);
         }
         let (bytes, first_damaged) = damage(&built.bytes, &hit);
-        let read = read_segment(&bytes, INDEX, after_seq);
-        if first_damaged.is_some_and(|p| p < SEGMENT_HEADER_LEN) {
+        let read = read_keyed(&bytes, after_seq);
+        if first_damaged.is_some_and(|p| p < header_len) {
             // A cut or a flip in the header makes it bad; zeros from
             // inside it too.
             prop_assert!(matches!(read.end, End::BadHeader { .. }), "{:?}", read.end);
@@ -243,7 +279,7 @@ proptest! {
         prop_assert_eq!(got, want_records);
         let want_ranges: Vec<_> = want.iter().flat_map(|f| f.ranges.clone()).collect();
         prop_assert_eq!(&read.ranges, &want_ranges);
-        prop_assert_eq!(read.valid_len, want.last().map_or(SEGMENT_HEADER_LEN, |f| f.end));
+        prop_assert_eq!(read.valid_len, want.last().map_or(header_len, |f| f.end));
         prop_assert!(read.seqs.windows(2).all(|w| w[0] < w[1]));
         prop_assert!(read.seqs.first().is_none_or(|&s| s > after_seq));
         if let Some(junk) = built.frames.iter().find(|f| f.junk)
@@ -263,15 +299,16 @@ proptest! {
     fn repairs_start_at_the_valid_prefix_and_are_idempotent(
         plan in vec(planned(), 0..10),
         preallocated: bool,
+        encrypted: bool,
         hit in hit(),
         is_last: bool,
     ) {
-        let mut built = build(&plan, 0, preallocated);
+        let mut built = build(&plan, 0, preallocated, encrypted);
         if preallocated {
             built.bytes.resize(built.bytes.len() + 40, 0);
         }
         let (bytes, _) = damage(&built.bytes, &hit);
-        let read = read_segment(&bytes, INDEX, 0);
+        let read = read_keyed(&bytes, 0);
         let bad_header = matches!(read.end, End::BadHeader { .. });
         let repair = repair_for(read.end.clone(), is_last, &bytes);
         prop_assert_eq!(repair.keeps_segment(), !bad_header);
@@ -286,12 +323,14 @@ proptest! {
             Repair::RemoveUnfinished { .. } => {
                 // Only the newest file, and only when nothing was written.
                 prop_assert!(is_last);
-                prop_assert!(bytes.len() < SEGMENT_HEADER_LEN || bytes.iter().all(|&b| b == 0));
+                prop_assert!(
+                    bytes.len() < format::segment_header_len(&bytes) || bytes.iter().all(|&b| b == 0)
+                );
             }
             Repair::QuarantineWhole { .. } => prop_assert!(bad_header),
         }
         if !bad_header {
-            let again = read_segment(&bytes[..read.valid_len], INDEX, 0);
+            let again = read_keyed(&bytes[..read.valid_len], 0);
             prop_assert_eq!(&again.end, &End::Clean);
             prop_assert_eq!(again.valid_len, read.valid_len);
             prop_assert_eq!(&again.records, &read.records);

@@ -7,7 +7,8 @@
 use robust_producer::Record;
 
 use crate::codec;
-use crate::format::{self, End, FrameKind, SEGMENT_HEADER_LEN};
+use crate::encryption::{self, Keyring};
+use crate::format::{self, End, FrameKind};
 
 use super::Segment;
 
@@ -26,29 +27,97 @@ pub(crate) struct SegmentRead {
     pub(crate) end: End,
     /// Length of the valid prefix (header included; 0 for a bad header).
     pub(crate) valid_len: usize,
+    /// The segment is encrypted.
+    pub(crate) encrypted: bool,
+}
+
+/// Why an encrypted segment cannot be read with the keys supplied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyProblem {
+    /// No key with the segment's key id was supplied.
+    Unknown(u32),
+    /// The key supplied with that id does not authenticate the header.
+    Wrong(u32),
 }
 
 /// Reads segment `index`: scans it (its records' sequence numbers must
-/// follow `after_seq`) and decodes every valid frame, stopping at the
-/// first one that does not decode (corruption from there on).
-pub(crate) fn read_segment(bytes: &[u8], index: u64, after_seq: u64) -> SegmentRead {
+/// follow `after_seq`), opens sealed frames with the key its header names
+/// (from `keys`), and decodes every valid frame, stopping at the first one
+/// that does not authenticate or decode (corruption from there on).
+///
+/// # Errors
+///
+/// The segment is encrypted under a key not in `keys`, or under another
+/// key with the same id: nothing in it can be read, and nothing is to be
+/// repaired.
+pub(crate) fn read_segment(
+    bytes: &[u8],
+    index: u64,
+    after_seq: u64,
+    keys: &Keyring,
+) -> Result<SegmentRead, KeyProblem> {
     let scan = format::scan(bytes, Some(index), after_seq);
+    let cipher = match &scan.encrypted {
+        None => None,
+        Some(h) => {
+            let cipher = keys.get(h.key_id).ok_or(KeyProblem::Unknown(h.key_id))?;
+            if !encryption::verify_header(cipher, &h.aad, &h.tag) {
+                return Err(KeyProblem::Wrong(h.key_id));
+            }
+            Some((cipher, h))
+        }
+    };
     let mut read = SegmentRead {
         records: Vec::new(),
         seqs: Vec::new(),
         ranges: Vec::new(),
         valid_len: scan.valid_len(),
-        end: scan.end,
+        end: scan.end.clone(),
+        encrypted: scan.encrypted.is_some(),
     };
     for frame in &scan.frames {
+        let opened;
+        let payload = match cipher {
+            None => frame.payload,
+            Some((cipher, h)) => {
+                let header = frame.authenticated_header();
+                match encryption::open_frame(
+                    cipher,
+                    &h.aad,
+                    frame.offset as u64,
+                    &header,
+                    frame.payload,
+                ) {
+                    Some(plain) => {
+                        opened = plain;
+                        &opened[..]
+                    }
+                    None => {
+                        // The header authenticated under this key, and the
+                        // frame's checksums passed: it was changed on
+                        // purpose, or moved here from elsewhere.
+                        read.end = End::Corrupt {
+                            offset: frame.offset,
+                            reason: format!(
+                                "frame fails authentication under key id {} (its checksums pass: \
+                                 changed or moved on purpose)",
+                                h.key_id
+                            ),
+                        };
+                        read.valid_len = frame.offset;
+                        break;
+                    }
+                }
+            }
+        };
         let decoded = match frame.kind {
-            FrameKind::Record => codec::decode(frame.payload)
+            FrameKind::Record => codec::decode(payload)
                 .map(|r| {
                     read.records.push(r);
                     read.seqs.push(frame.seq);
                 })
                 .map_err(|e| e.to_string()),
-            FrameKind::Settled => format::parse_settled(frame.payload)
+            FrameKind::Settled => format::parse_settled(payload)
                 .map(|r| read.ranges.extend(r))
                 .ok_or_else(|| "malformed settled frame".to_owned()),
         };
@@ -63,7 +132,7 @@ pub(crate) fn read_segment(bytes: &[u8], index: u64, after_seq: u64) -> SegmentR
             break;
         }
     }
-    read
+    Ok(read)
 }
 
 /// What to do with a segment file, given how its valid prefix ends.
@@ -124,7 +193,8 @@ pub(crate) fn repair_for(end: End, is_last: bool, bytes: &[u8]) -> Repair {
         End::Torn { offset, reason } => Repair::TruncateTorn { offset, reason },
         End::Corrupt { offset, reason } => Repair::QuarantineTail { offset, reason },
         End::BadHeader { reason } => {
-            if is_last && (bytes.len() < SEGMENT_HEADER_LEN || bytes.iter().all(|&b| b == 0)) {
+            let header_len = format::segment_header_len(bytes);
+            if is_last && (bytes.len() < header_len || bytes.iter().all(|&b| b == 0)) {
                 Repair::RemoveUnfinished { reason }
             } else {
                 Repair::QuarantineWhole { reason }

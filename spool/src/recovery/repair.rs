@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use robust_producer::Record;
 use tracing::{debug, error, warn};
 
-use super::phases::{self, Repair};
+use super::phases::{self, KeyProblem, Repair};
 use super::{Damage, RecoveryReport, Segment};
+use crate::encryption::Keyring;
 use crate::error::SpoolError;
 use crate::format::{Ledger, SEGMENT_HEADER_LEN};
 use crate::permissions::spool_file_options;
@@ -78,9 +79,16 @@ pub(super) fn list_segments(dir: &Path) -> Result<Vec<u64>, SpoolError> {
 }
 
 /// Reads every segment (`indexes`, sorted) and repairs how each ends.
+///
+/// # Errors
+///
+/// [`SpoolError::UnknownKey`] or [`SpoolError::WrongKey`] for the first
+/// encrypted segment `keys` cannot read (before anything in it is
+/// repaired); [`SpoolError::Io`].
 pub(super) fn read_segments(
     dir: &Path,
     indexes: &[u64],
+    keys: &Keyring,
     report: &mut RecoveryReport,
 ) -> Result<Found, SpoolError> {
     let mut found = Found::default();
@@ -89,7 +97,23 @@ pub(super) fn read_segments(
         let path = segment_path(dir, index);
         let bytes = fs::read(&path).map_err(SpoolError::io("read", &path))?;
         report.segments_read += 1;
-        let read = phases::read_segment(&bytes, index, found.last_seq);
+        let read =
+            phases::read_segment(&bytes, index, found.last_seq, keys).map_err(|problem| {
+                let segment = path.clone();
+                let error = match problem {
+                    KeyProblem::Unknown(key_id) => SpoolError::UnknownKey {
+                        segment,
+                        key_id,
+                        supplied: keys.ids(),
+                    },
+                    KeyProblem::Wrong(key_id) => SpoolError::WrongKey { segment, key_id },
+                };
+                error!(%error, "spool recovery: an encrypted segment cannot be read");
+                error
+            })?;
+        if keys.encrypting && !read.encrypted && read.valid_len > 0 {
+            report.plaintext_segments += 1;
+        }
         if let Some(&s) = read.seqs.last() {
             found.last_seq = s;
         }

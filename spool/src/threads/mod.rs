@@ -1,8 +1,9 @@
 //! The spool's threads.
 //!
 //! * The **writer** writes buffered frames (records and settle marks) to the
-//!   segment files as soon as they arrive, so that they reach the page
-//!   cache within microseconds — a process crash then loses almost no
+//!   segment files as soon as they arrive (sealing them first when
+//!   encryption is on, off the lock the appenders take), so that they reach
+//!   the page cache within microseconds — a process crash then loses almost no
 //!   settle marks, which bounds the records sent twice after it.
 //! * The **syncer** (policies `Always` and `Interval`) writes what is still
 //!   buffered, fdatasyncs every segment written since its last round (and
@@ -35,6 +36,7 @@ use robust_producer::SpoolSignal;
 use tracing::error;
 
 use crate::config::FsyncPolicy;
+use crate::encryption::{AAD_HEADER_LEN, Sealer, aad_of};
 use crate::error::SpoolError;
 use crate::format::Ledger;
 use crate::shared::{Shared, SpoolInner};
@@ -55,12 +57,23 @@ pub(crate) struct Files {
     dir_dirty: bool,
     /// A spare buffer, swapped with the shared one.
     spare: Vec<u8>,
+    /// Seals frames before they are written, when encryption is on.
+    sealer: Option<Sealer>,
+    /// The first bytes of `current`'s header: the start of its frames'
+    /// associated data (encrypted segments).
+    aad: [u8; AAD_HEADER_LEN],
+    /// Bytes in `current` (header included): where the next frame goes.
+    offset: u64,
 }
 
 impl Files {
-    pub(crate) fn new(index: u64, file: File) -> Self {
+    /// The session's files: segment `index`, just created with `header`.
+    pub(crate) fn new(index: u64, file: File, header: &[u8], sealer: Option<Sealer>) -> Self {
         Self {
             current: Arc::new(file),
+            sealer,
+            aad: aad_of(header),
+            offset: header.len() as u64,
             index,
             dirty: false,
             unsynced: Vec::new(),

@@ -270,7 +270,7 @@ impl Threads {
         }
         // Segments still to be created (rolls not yet written) are after
         // every existing one: `limit` never passes the one being written.
-        if let Some(&(_, first_unwritten)) = st.rolls.first() {
+        if let Some(first_unwritten) = st.rolls.first().map(|r| r.index) {
             limit = limit.min(first_unwritten);
         }
         st.segments.iter().take_while(|s| s.index < limit).count()

@@ -10,6 +10,7 @@ use robust_producer::RecordId;
 use tracing::debug;
 
 use super::{Files, HIGH_WATER, Threads};
+use crate::encryption::aad_of;
 use crate::error::SpoolError;
 use crate::shared::Waiting;
 use crate::spool_dir::{create_segment, segment_path};
@@ -71,14 +72,16 @@ impl Threads {
                 std::mem::take(&mut st.buf_settle_marks),
             )
         };
-        let mut at = 0;
-        for &(roll_at, index) in &rolls {
-            self.write(&mut files, &bytes[at..roll_at])?;
-            self.roll(&mut files, index)?;
-            at = roll_at;
-        }
-        self.write(&mut files, &bytes[at..])?;
         let mut bytes = bytes;
+        let mut at = 0;
+        for roll in &rolls {
+            self.seal(&files, &mut bytes[at..roll.at])?;
+            self.write(&mut files, &bytes[at..roll.at])?;
+            self.roll(&mut files, roll.index, &roll.header)?;
+            at = roll.at;
+        }
+        self.seal(&files, &mut bytes[at..])?;
+        self.write(&mut files, &bytes[at..])?;
         bytes.clear();
         if bytes.capacity() <= 2 * HIGH_WATER {
             files.spare = bytes;
@@ -103,6 +106,25 @@ impl Threads {
         Ok(())
     }
 
+    /// Seals `frames`, the next ones for the current segment, when
+    /// encryption is on: here, off the spool's lock, so that `send` only
+    /// encodes.
+    fn seal(&self, files: &Files, frames: &mut [u8]) -> Result<(), SpoolError> {
+        match &files.sealer {
+            Some(sealer)
+                if !sealer.seal_frames(
+                    &files.aad,
+                    files.offset,
+                    frames,
+                    self.shared.config.preallocate(),
+                ) =>
+            {
+                Err(SpoolError::Seal(segment_path(&self.dir, files.index)))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn write(&self, files: &mut Files, bytes: &[u8]) -> Result<(), SpoolError> {
         if bytes.is_empty() {
             return Ok(());
@@ -112,17 +134,20 @@ impl Threads {
             segment_path(&self.dir, files.index),
         ))?;
         files.dirty = true;
+        files.offset += bytes.len() as u64;
         self.shared
             .bytes_written
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Starts segment `index`.
-    fn roll(&self, files: &mut Files, index: u64) -> Result<(), SpoolError> {
-        let file = create_segment(&self.dir, index, self.shared.config.reserve())?;
+    /// Starts segment `index` with its `header`.
+    fn roll(&self, files: &mut Files, index: u64, header: &[u8]) -> Result<(), SpoolError> {
+        let file = create_segment(&self.dir, index, header, self.shared.config.reserve())?;
         let old = std::mem::replace(&mut files.current, Arc::new(file));
         let old_index = std::mem::replace(&mut files.index, index);
+        files.aad = aad_of(header);
+        files.offset = header.len() as u64;
         if files.dirty {
             files.unsynced.push((old_index, old));
         }
