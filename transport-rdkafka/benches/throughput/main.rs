@@ -167,7 +167,11 @@ fn main() {
         args.records,
         args.rounds,
         args.max_in_flight,
-        if args.metrics { "on (Prometheus recorder, statistics every 1 s)" } else { "off" }
+        if args.metrics {
+            "on (Prometheus recorder, statistics every 1 s)"
+        } else {
+            "off"
+        }
     );
     let mut series: Vec<Series> = NAMES.iter().map(|_| Series::default()).collect();
     for round in 0..args.rounds {
