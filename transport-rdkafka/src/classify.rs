@@ -29,6 +29,67 @@ pub(crate) fn describe(code: RDKafkaErrorCode) -> String {
     code.to_string()
 }
 
+/// How a connect failure caused by credentials starts: "authentication
+/// failed: " and librdkafka's reason.
+pub(crate) const AUTHENTICATION_FAILED: &str = "authentication failed";
+
+/// How a connect failure caused by certificates starts: "TLS handshake
+/// failed: " and librdkafka's reason.
+pub(crate) const TLS_FAILED: &str = "TLS handshake failed";
+
+/// What needs a person among the client errors librdkafka reports by code:
+/// wrong credentials ([`AUTHENTICATION_FAILED`]) or a certificate that
+/// does not verify, on either side ([`TLS_FAILED`]).
+fn misconfiguration(code: RDKafkaErrorCode) -> Option<&'static str> {
+    use RDKafkaErrorCode as C;
+    match code {
+        C::Authentication
+        | C::SaslAuthenticationFailed
+        | C::UnsupportedSASLMechanism
+        | C::IllegalSASLState
+        | C::UnacceptableCredential => Some(AUTHENTICATION_FAILED),
+        C::SSL => Some(TLS_FAILED),
+        _ => None,
+    }
+}
+
+/// A client error librdkafka reported with `code` and `reason`, as kept for
+/// connect-failure reasons: an authentication or TLS failure is named
+/// first, for example `authentication failed: sasl_ssl://k:9093/bootstrap:
+/// SASL authentication error: ... (Authentication)`.
+pub(crate) fn client_error(code: RDKafkaErrorCode, reason: &str) -> String {
+    match misconfiguration(code) {
+        Some(what) => format!("{what}: {reason} ({code:?})"),
+        None => format!("{reason} ({code:?})"),
+    }
+}
+
+/// A broker failure librdkafka logged (facility `FAIL`), named as
+/// [`client_error`] names it: librdkafka's log lines carry no code, so its
+/// wording decides ("SASL authentication error", "SSL handshake failed").
+pub(crate) fn client_log_line(line: &str) -> String {
+    let lower = line.to_ascii_lowercase();
+    let what = if lower.contains("sasl authentication error")
+        || lower.contains("sasl authentication failed")
+    {
+        Some(AUTHENTICATION_FAILED)
+    } else if lower.contains("ssl handshake failed") {
+        Some(TLS_FAILED)
+    } else {
+        None
+    };
+    match what {
+        Some(what) => format!("{what}: {line}"),
+        None => line.to_owned(),
+    }
+}
+
+/// Whether a reason kept by [`client_error`] or [`client_log_line`] names
+/// a problem of credentials or certificates, which retrying cannot fix.
+pub(crate) fn is_misconfiguration(reason: &str) -> bool {
+    reason.starts_with(AUTHENTICATION_FAILED) || reason.starts_with(TLS_FAILED)
+}
+
 /// Classifies the error of a failed delivery report.
 ///
 /// A size refusal there comes from the broker, for a whole produce batch
@@ -42,9 +103,12 @@ pub(crate) fn delivery_failure(code: RDKafkaErrorCode) -> Disposition {
         C::MessageSizeTooLarge | C::MessageBatchTooLarge => {
             Disposition::Isolate(TransportError::isolate(reason))
         }
+        C::TopicAuthorizationFailed => Disposition::Record(TransportError::permanent(format!(
+            "not authorized to write to this topic (check the ACLs of this client's user): \
+             {reason}"
+        ))),
         C::InvalidMessageSize
         | C::InvalidRecord
-        | C::TopicAuthorizationFailed
         | C::InvalidTopic
         | C::UnknownTopicOrPartition
         | C::UnknownTopic
@@ -132,6 +196,45 @@ mod tests {
     }
 
     #[test]
+    fn credentials_and_certificates_are_named() {
+        let auth = client_error(
+            RDKafkaErrorCode::Authentication,
+            "sasl_ssl://k:9093/bootstrap: SASL authentication error: invalid credentials",
+        );
+        assert!(
+            auth.starts_with("authentication failed: sasl_ssl://"),
+            "{auth}"
+        );
+        assert!(auth.contains("invalid credentials"), "{auth}");
+        assert!(is_misconfiguration(&auth));
+        let tls = client_error(
+            RDKafkaErrorCode::SSL,
+            "ssl://k:9093/bootstrap: SSL handshake failed: certificate verify failed",
+        );
+        assert!(tls.starts_with("TLS handshake failed: "), "{tls}");
+        assert!(is_misconfiguration(&tls));
+        let refused = client_error(
+            RDKafkaErrorCode::BrokerTransportFailure,
+            "k:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: Connection refused",
+        );
+        assert!(refused.starts_with("k:9092"), "{refused}");
+        assert!(!is_misconfiguration(&refused));
+
+        let line = client_log_line(
+            "ssl://k:9093/bootstrap: SSL handshake failed: error:0A000086:SSL routines::\
+             certificate verify failed (after 3ms in state SSL_HANDSHAKE)",
+        );
+        assert!(line.starts_with("TLS handshake failed: ssl://"), "{line}");
+        let line = client_log_line(
+            "sasl_ssl://k:9093/bootstrap: SASL authentication error: Authentication failed \
+             during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512",
+        );
+        assert!(line.starts_with("authentication failed: "), "{line}");
+        let line = client_log_line("k:9092/bootstrap: Disconnected (after 5ms in state UP)");
+        assert!(!is_misconfiguration(&line), "{line}");
+    }
+
+    #[test]
     fn reasons_say_what_the_broker_said() {
         let Disposition::Isolate(e) = delivery_failure(RDKafkaErrorCode::MessageSizeTooLarge)
         else {
@@ -140,6 +243,16 @@ mod tests {
         assert!(e.reason.contains("MessageSizeTooLarge"), "{}", e.reason);
         assert!(
             e.reason.to_lowercase().contains("too large"),
+            "{}",
+            e.reason
+        );
+        let Disposition::Record(e) = delivery_failure(RDKafkaErrorCode::TopicAuthorizationFailed)
+        else {
+            panic!()
+        };
+        assert!(e.reason.starts_with("not authorized"), "{}", e.reason);
+        assert!(
+            e.reason.contains("TopicAuthorizationFailed"),
             "{}",
             e.reason
         );

@@ -8,6 +8,7 @@
 
 mod bootstrap;
 mod secrets;
+mod tls;
 mod validate;
 
 #[cfg(test)]
@@ -76,8 +77,8 @@ fn is_overridden(name: &str, value: &str) -> bool {
 ///
 /// Every other librdkafka property keeps librdkafka's default and can be set
 /// with [`RdkafkaConfig::set`], including `security.protocol`, `sasl.*` and
-/// `ssl.*` (TLS needs this crate's `ssl` or `ssl-vendored` feature, Kerberos
-/// its `gssapi` feature).
+/// `ssl.*` (TLS and SASL/SCRAM need this crate's `tls` or `tls-vendored`
+/// feature, Kerberos its `gssapi` feature).
 ///
 /// # Refused at [`RdkafkaTransport::new`](crate::RdkafkaTransport::new)
 ///
@@ -98,7 +99,10 @@ fn is_overridden(name: &str, value: &str) -> bool {
 ///   matching `security.protocol`; other schemes such as `http://` are
 ///   refused ([`Error::InvalidProperty`]);
 /// * a [`probe_timeout`](RdkafkaConfig::probe_timeout) of zero or above
-///   [`MAX_PROBE_TIMEOUT`] ([`Error::InvalidSetting`]).
+///   [`MAX_PROBE_TIMEOUT`] ([`Error::InvalidSetting`]);
+/// * in a build without the `tls` feature, `security.protocol` `SSL` or
+///   `SASL_SSL`, a SCRAM `sasl.mechanisms`, or any `ssl.*` property
+///   ([`Error::InvalidProperty`] naming the feature).
 ///
 /// # `message.timeout.ms` and the core
 ///
