@@ -37,6 +37,23 @@ pub(crate) const AUTHENTICATION_FAILED: &str = "authentication failed";
 /// failed: " and librdkafka's reason.
 pub(crate) const TLS_FAILED: &str = "TLS handshake failed";
 
+/// Added to a TLS failure whose certificate did not verify: librdkafka
+/// does not say which check failed, and its own hint names only the CA.
+const VERIFY_HINT: &str = " [the broker's certificate must be signed by a CA in ssl.ca.pem / \
+    ssl.ca.location, name the host as dialled (bootstrap and advertised listeners), and be \
+    within its validity dates]";
+
+/// `reason` named as `what`, with [`VERIFY_HINT`] when a certificate did
+/// not verify.
+fn named(what: &str, reason: &str) -> String {
+    let hint = if what == TLS_FAILED && reason.contains("certificate verify failed") {
+        VERIFY_HINT
+    } else {
+        ""
+    };
+    format!("{what}: {reason}{hint}")
+}
+
 /// What needs a person among the client errors librdkafka reports by code:
 /// wrong credentials ([`AUTHENTICATION_FAILED`]) or a certificate that
 /// does not verify, on either side ([`TLS_FAILED`]).
@@ -59,7 +76,7 @@ fn misconfiguration(code: RDKafkaErrorCode) -> Option<&'static str> {
 /// SASL authentication error: ... (Authentication)`.
 pub(crate) fn client_error(code: RDKafkaErrorCode, reason: &str) -> String {
     match misconfiguration(code) {
-        Some(what) => format!("{what}: {reason} ({code:?})"),
+        Some(what) => format!("{} ({code:?})", named(what, reason)),
         None => format!("{reason} ({code:?})"),
     }
 }
@@ -79,7 +96,7 @@ pub(crate) fn client_log_line(line: &str) -> String {
         None
     };
     match what {
-        Some(what) => format!("{what}: {line}"),
+        Some(what) => named(what, line),
         None => line.to_owned(),
     }
 }
@@ -225,6 +242,7 @@ mod tests {
              certificate verify failed (after 3ms in state SSL_HANDSHAKE)",
         );
         assert!(line.starts_with("TLS handshake failed: ssl://"), "{line}");
+        assert!(line.contains("validity dates"), "{line}");
         let line = client_log_line(
             "sasl_ssl://k:9093/bootstrap: SASL authentication error: Authentication failed \
              during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512",
