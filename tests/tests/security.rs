@@ -312,10 +312,15 @@ async fn refused_client(
     topic: &str,
     what: &str,
 ) -> (Vec<Record>, String) {
+    LOGS.lock().unwrap_or_else(PoisonError::into_inner).clear(); // this case's lines only
     let mut svc = Service::start("matching-service", bootstrap, settings);
     svc.send_many(topic, 200, 10).await;
     let last = svc.wait_last_error(what, Duration::from_secs(60)).await;
     assert!(!last.contains("timed out after"), "{label}: {last}");
+    assert!(
+        last.contains(bootstrap),
+        "{label}: not this listener's error: {last}"
+    );
     let health = svc.producer.health();
     assert_ne!(health.verdict, Verdict::Healthy, "{label}: {health:?}");
     assert!(

@@ -153,6 +153,13 @@ fn is_overridden(name: &str, value: &str) -> bool {
 /// credential or JAAS/OAuth configuration (see [`is_secret_property`]) are
 /// shown as `<redacted>` by `Debug`, and never logged. Errors about an invalid
 /// secret property name the property but not its value.
+///
+/// Credentials and certificates are read when the transport is built. A
+/// wrong password or a certificate that does not verify makes every
+/// connect attempt fail with `authentication failed: ...` or `TLS handshake
+/// failed: ...` (records stay queued); fixing it means building a new
+/// transport and producer, and sending through them what the old
+/// producer's `close` hands back.
 #[derive(Clone)]
 #[must_use]
 pub struct RdkafkaConfig {
