@@ -5,13 +5,14 @@
 //!
 //! * Certificates are generated at run time ([`Certificates::generate`],
 //!   with rcgen), never stored: a CA, a server certificate for `127.0.0.1`
-//!   signed by it, an expired one (server side) signed by it, and an
-//!   unrelated second CA. The broker reads its key and certificate as PEM
+//!   signed by it, an expired one (server side) signed by it, a client
+//!   certificate signed by it, and an unrelated second CA. The broker reads its key and certificate as PEM
 //!   files (`ssl.keystore.type=PEM`).
 //! * Listeners, each with its own published host port:
 //!   `SASL_SSL` (SCRAM-SHA-512, behind a [`Proxy`] that counts
-//!   connections), `SSL` (the valid certificate) and `EXPIRED` (TLS with
-//!   the expired certificate). The `PLAINTEXT` listener stays, behind the
+//!   connections), `SSL` (the valid certificate), `EXPIRED` (TLS with
+//!   the expired certificate) and `MTLS` (TLS requiring a client
+//!   certificate signed by the CA; the client is `User:CN=producer-tls`). The `PLAINTEXT` listener stays, behind the
 //!   usual proxy, for the harness only: readiness checks and the
 //!   independent read-back.
 //! * Users: `producer` and `admin`, SCRAM-SHA-512 credentials created when
@@ -19,8 +20,9 @@
 //!   run. Super users: `admin`, and `ANONYMOUS`, the principal of the
 //!   plaintext listeners (the controller's, the broker's own, and the
 //!   harness's).
-//! * ACLs: `producer` may write, describe and create the topics whose
-//!   names start with [`ALLOWED_PREFIX`], and nothing else (created with
+//! * ACLs: `producer` and the mutual-TLS client may write, describe and
+//!   create the topics whose names start with [`ALLOWED_PREFIX`], and
+//!   nothing else (created with
 //!   `CreateAcls` through the plaintext listener).
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -39,6 +41,10 @@ pub const ALLOWED_PREFIX: &str = "sec-allowed-";
 
 /// The SCRAM user the scenarios' producers authenticate as.
 pub const PRODUCER_USER: &str = "producer";
+
+/// The common name of the client certificate of the `MTLS` listener; its
+/// principal is `User:CN=<this>`.
+pub const MTLS_CLIENT: &str = "producer-tls";
 
 /// The SCRAM mechanism of the `SASL_SSL` listener.
 pub const SCRAM_MECHANISM: &str = "SCRAM-SHA-512";
@@ -62,6 +68,10 @@ pub struct Certificates {
     pub server: String,
     /// The same, but valid only in January 2020.
     pub expired_server: String,
+    /// A client certificate for [`MTLS_CLIENT`], signed by the CA.
+    pub client_certificate: String,
+    /// Its private key (PKCS#8).
+    pub client_key: String,
 }
 
 impl std::fmt::Debug for Certificates {
@@ -104,6 +114,15 @@ fn make_server(
     Ok(format!("{}{}", key.serialize_pem(), cert.pem()))
 }
 
+/// A key and a client certificate for `name` signed by `issuer`, in PEM.
+fn make_client(issuer: &Issuer<'_, KeyPair>, name: &str) -> Result<(String, String), Error> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((key.serialize_pem(), cert.pem()))
+}
+
 /// A date as (year, month, day).
 type Ymd = (i32, u8, u8);
 
@@ -112,11 +131,14 @@ impl Certificates {
     pub fn generate() -> Result<Self, Error> {
         let (ca, issuer) = make_ca("robust-producer test CA")?;
         let (other_ca, _) = make_ca("an unrelated CA")?;
+        let (client_key, client_certificate) = make_client(&issuer, MTLS_CLIENT)?;
         Ok(Self {
             ca,
             other_ca,
             server: make_server(&issuer, None)?,
             expired_server: make_server(&issuer, Some(((2020, 1, 1), (2020, 2, 1))))?,
+            client_certificate,
+            client_key,
         })
     }
 }
@@ -137,6 +159,7 @@ pub struct SecureKafka {
     sasl_proxy: Proxy,
     ssl_port: u16,
     expired_port: u16,
+    mtls_port: u16,
     producer_password: String,
 }
 
@@ -164,6 +187,7 @@ impl SecureKafka {
         let sasl_broker = free_port()?;
         let ssl_port = free_port()?;
         let expired_port = free_port()?;
+        let mtls_port = free_port()?;
         let sasl_proxy = Proxy::start(
             SocketAddr::from((Ipv4Addr::LOCALHOST, sasl_listen)),
             SocketAddr::from((Ipv4Addr::LOCALHOST, sasl_broker)),
@@ -176,13 +200,13 @@ impl SecureKafka {
                     "KAFKA_LISTENERS",
                     "PLAINTEXT://0.0.0.0:9092,BROKER://127.0.0.1:9094,\
                      CONTROLLER://127.0.0.1:9093,SASL_SSL://0.0.0.0:9095,\
-                     SSL://0.0.0.0:9096,EXPIRED://0.0.0.0:9097"
+                     SSL://0.0.0.0:9096,EXPIRED://0.0.0.0:9097,MTLS://0.0.0.0:9098"
                         .to_owned(),
                 ),
                 env(
                     "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
                     "PLAINTEXT:PLAINTEXT,BROKER:PLAINTEXT,CONTROLLER:PLAINTEXT,\
-                     SASL_SSL:SASL_SSL,SSL:SSL,EXPIRED:SSL"
+                     SASL_SSL:SASL_SSL,SSL:SSL,EXPIRED:SSL,MTLS:SSL"
                         .to_owned(),
                 ),
                 env(
@@ -190,7 +214,7 @@ impl SecureKafka {
                     format!(
                         "PLAINTEXT://127.0.0.1:{},BROKER://127.0.0.1:9094,\
                          SASL_SSL://127.0.0.1:{sasl_listen},SSL://127.0.0.1:{ssl_port},\
-                         EXPIRED://127.0.0.1:{expired_port}",
+                         EXPIRED://127.0.0.1:{expired_port},MTLS://127.0.0.1:{mtls_port}",
                         ports.proxy
                     ),
                 ),
@@ -206,6 +230,18 @@ impl SecureKafka {
                 env(
                     "KAFKA_LISTENER_NAME_EXPIRED_SSL_KEYSTORE_LOCATION",
                     format!("{TLS_DIR}/expired.pem"),
+                ),
+                env(
+                    "KAFKA_LISTENER_NAME_MTLS_SSL_CLIENT_AUTH",
+                    "required".to_owned(),
+                ),
+                env(
+                    "KAFKA_LISTENER_NAME_MTLS_SSL_TRUSTSTORE_TYPE",
+                    "PEM".to_owned(),
+                ),
+                env(
+                    "KAFKA_LISTENER_NAME_MTLS_SSL_TRUSTSTORE_LOCATION",
+                    format!("{TLS_DIR}/ca.pem"),
                 ),
                 env("KAFKA_SASL_ENABLED_MECHANISMS", SCRAM_MECHANISM.to_owned()),
                 // listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config
@@ -226,7 +262,12 @@ impl SecureKafka {
                     ),
                 ),
             ],
-            ports: vec![(sasl_broker, 9095), (ssl_port, 9096), (expired_port, 9097)],
+            ports: vec![
+                (sasl_broker, 9095),
+                (ssl_port, 9096),
+                (expired_port, 9097),
+                (mtls_port, 9098),
+            ],
             files: vec![
                 (
                     format!("{TLS_DIR}/server.pem"),
@@ -236,16 +277,28 @@ impl SecureKafka {
                     format!("{TLS_DIR}/expired.pem"),
                     certificates.expired_server.clone().into_bytes(),
                 ),
+                (
+                    format!("{TLS_DIR}/ca.pem"),
+                    certificates.ca.clone().into_bytes(),
+                ),
             ],
         };
         let kafka = Kafka::start_behind(plain_proxy, ports, options).await?;
+        let operations = &[WRITE, CREATE, DESCRIBE];
         create_topic_prefix_acls(
             &kafka.bootstrap(),
-            &[TopicPrefixAcl {
-                principal: &format!("User:{PRODUCER_USER}"),
-                prefix: ALLOWED_PREFIX,
-                operations: &[WRITE, CREATE, DESCRIBE],
-            }],
+            &[
+                TopicPrefixAcl {
+                    principal: &format!("User:{PRODUCER_USER}"),
+                    prefix: ALLOWED_PREFIX,
+                    operations,
+                },
+                TopicPrefixAcl {
+                    principal: &format!("User:CN={MTLS_CLIENT}"),
+                    prefix: ALLOWED_PREFIX,
+                    operations,
+                },
+            ],
         )
         .await?;
         Ok(Self {
@@ -254,6 +307,7 @@ impl SecureKafka {
             sasl_proxy,
             ssl_port,
             expired_port,
+            mtls_port,
             producer_password,
         })
     }
@@ -281,6 +335,22 @@ impl SecureKafka {
     /// The listener whose certificate expired.
     pub fn expired_bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.expired_port)
+    }
+
+    /// The listener that requires a client certificate signed by the CA.
+    pub fn mtls_bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.mtls_port)
+    }
+
+    /// librdkafka settings for mutual TLS as [`MTLS_CLIENT`].
+    pub fn mtls_settings(&self) -> Vec<(String, String)> {
+        let c = &self.certificates;
+        vec![
+            ("security.protocol".into(), "SSL".into()),
+            ("ssl.ca.pem".into(), c.ca.clone()),
+            ("ssl.certificate.pem".into(), c.client_certificate.clone()),
+            ("ssl.key.pem".into(), c.client_key.clone()),
+        ]
     }
 
     /// The `producer` user's password.

@@ -7,6 +7,9 @@
 //!
 //! * `sasl_ssl_broker_restart_mid_stream_loses_nothing`: the right
 //!   credentials, the broker killed and restarted mid-stream.
+//! * `mutual_tls_client_certificate_delivers_everything`: a client
+//!   certificate (inline PEM) on a listener that requires one; without
+//!   one, the client is refused, named as a TLS failure, and loses nothing.
 //! * `misconfigured_clients_wait_and_lose_nothing`, on one broker: a wrong
 //!   password, a CA that does not match, a host name the certificate does
 //!   not carry, an expired certificate (server side), and a topic the user
@@ -298,6 +301,48 @@ fn sasl_ssl_broker_restart_mid_stream_loses_nothing() {
         assert!(svc.producer.stats().link_losses >= 1);
         assert!(svc.dead_letters().is_empty());
         assert!(svc.producer.close(Duration::from_secs(5)).await.is_empty());
+    });
+}
+
+#[test]
+fn mutual_tls_client_certificate_delivers_everything() {
+    scenario(|| async {
+        let t0 = Instant::now();
+        let broker = SecureKafka::start().await.unwrap();
+        let topic = allowed_topic("mtls");
+        let mut svc = Service::start(
+            "communication-service",
+            &broker.mtls_bootstrap(),
+            &broker.mtls_settings(),
+        );
+        svc.send_many(&topic, 2_000, 20).await;
+        let delivered = svc.settle(Duration::from_secs(60)).await;
+        let report = read_back(&broker.kafka.bootstrap(), &topic, &svc.sent).await;
+        eprintln!(
+            "SCENARIO mutual TLS: delivered {delivered}, present {}, lost {}, reordered {}, \
+             total {} ms",
+            report.present,
+            report.missing.len(),
+            report.reordered.len(),
+            t0.elapsed().as_millis()
+        );
+        assert_eq!(delivered, 2_000);
+        assert!(report.is_clean(), "{report:?}");
+        let key = &broker.certificates.client_key;
+        let body = key.lines().nth(1).unwrap();
+        assert!(!logs_contain(body), "the client key reached the logs");
+        assert!(svc.producer.close(Duration::from_secs(5)).await.is_empty());
+
+        // Without a client certificate the listener refuses the client.
+        let (_, last) = refused_client(
+            "no client certificate",
+            &broker.mtls_bootstrap(),
+            &SecureKafka::ssl_settings(&broker.certificates.ca),
+            &topic,
+            "TLS handshake failed",
+        )
+        .await;
+        assert!(last.contains("alert"), "{last}");
     });
 }
 

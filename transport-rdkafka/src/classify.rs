@@ -43,11 +43,30 @@ const VERIFY_HINT: &str = " [the broker's certificate must be signed by a CA in 
     ssl.ca.location, name the host as dialled (bootstrap and advertised listeners), and be \
     within its validity dates]";
 
+/// Added to a TLS alert from the broker: it refused the handshake, most
+/// often this client's certificate (with TLS 1.3 librdkafka sees that
+/// only on its first read, as a receive failure).
+const ALERT_HINT: &str = " [the broker refused the TLS handshake: when it requires a client \
+    certificate, check ssl.certificate.* and ssl.key.*: present, signed by a CA the broker \
+    trusts, within its validity dates]";
+
+/// Whether librdkafka's text reports a TLS alert from the broker, for
+/// example `SSL routines::sslv3 alert bad certificate: SSL alert number
+/// 42`. (Other OpenSSL errors, such as an unexpected end of file while a
+/// broker restarts, are outages.)
+fn is_tls_alert(lower: &str) -> bool {
+    lower.contains("ssl routines") && lower.contains("alert")
+}
+
 /// `reason` named as `what`, with [`VERIFY_HINT`] when a certificate did
-/// not verify.
+/// not verify, [`ALERT_HINT`] when the broker refused the handshake.
 fn named(what: &str, reason: &str) -> String {
-    let hint = if what == TLS_FAILED && reason.contains("certificate verify failed") {
+    let hint = if what != TLS_FAILED {
+        ""
+    } else if reason.contains("certificate verify failed") {
         VERIFY_HINT
+    } else if is_tls_alert(&reason.to_ascii_lowercase()) {
+        ALERT_HINT
     } else {
         ""
     };
@@ -75,7 +94,9 @@ fn misconfiguration(code: RDKafkaErrorCode) -> Option<&'static str> {
 /// first, for example `authentication failed: sasl_ssl://k:9093/bootstrap:
 /// SASL authentication error: ... (Authentication)`.
 pub(crate) fn client_error(code: RDKafkaErrorCode, reason: &str) -> String {
-    match misconfiguration(code) {
+    let alert = code == RDKafkaErrorCode::BrokerTransportFailure
+        && is_tls_alert(&reason.to_ascii_lowercase());
+    match misconfiguration(code).or(alert.then_some(TLS_FAILED)) {
         Some(what) => format!("{} ({code:?})", named(what, reason)),
         None => format!("{reason} ({code:?})"),
     }
@@ -90,7 +111,7 @@ pub(crate) fn client_log_line(line: &str) -> String {
         || lower.contains("sasl authentication failed")
     {
         Some(AUTHENTICATION_FAILED)
-    } else if lower.contains("ssl handshake failed") {
+    } else if lower.contains("ssl handshake failed") || is_tls_alert(&lower) {
         Some(TLS_FAILED)
     } else {
         None
@@ -250,6 +271,22 @@ mod tests {
         assert!(line.starts_with("authentication failed: "), "{line}");
         let line = client_log_line("k:9092/bootstrap: Disconnected (after 5ms in state UP)");
         assert!(!is_misconfiguration(&line), "{line}");
+
+        // A client certificate refused (TLS 1.3: seen on the first read).
+        let refused = client_error(
+            RDKafkaErrorCode::BrokerTransportFailure,
+            "ssl://k:9093/bootstrap: Receive failed: error:0A000412:SSL routines::sslv3 alert \
+             bad certificate: SSL alert number 42 (after 0ms in state APIVERSION_QUERY)",
+        );
+        assert!(refused.starts_with("TLS handshake failed: "), "{refused}");
+        assert!(refused.contains("client certificate"), "{refused}");
+        // A broker going away mid-read is an outage.
+        let eof = client_error(
+            RDKafkaErrorCode::BrokerTransportFailure,
+            "ssl://k:9093/1: Receive failed: error:0A000126:SSL routines::unexpected eof while \
+             reading (after 2ms in state UP)",
+        );
+        assert!(!is_misconfiguration(&eof), "{eof}");
     }
 
     #[test]

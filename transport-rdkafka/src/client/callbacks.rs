@@ -47,14 +47,16 @@ impl ClientContext for Context {
             Some(code) => {
                 let kept = client_error(code, reason);
                 match severity(code) {
-                    Severity::Outage => self.log_outage("kafka unreachable", reason),
-                    Severity::Person if is_misconfiguration(&kept) => error!(
+                    // Before the outage rule: a refused client certificate
+                    // comes as a transport failure.
+                    _ if is_misconfiguration(&kept) => error!(
                         error = %describe(code),
                         reason = %kept,
                         "kafka refused this client's credentials or certificates; \
                          retrying cannot fix that: correct the configuration and build a \
                          new transport (records stay queued meanwhile)"
                     ),
+                    Severity::Outage => self.log_outage("kafka unreachable", reason),
                     Severity::Person => error!(
                         error = %describe(code),
                         %reason,
