@@ -288,10 +288,19 @@ impl Health {
         if let Some(down) = stats.disconnected_for
             && !stopped
         {
+            // Why, when the transport said: "authentication failed: ..."
+            // reads as a misconfiguration, not an outage.
+            let why = stats
+                .last_error
+                .as_deref()
+                .map_or(String::new(), |e| format!("; last error: {e}"));
             if down >= rules.unhealthy_after_disconnected {
-                unhealthy.push(format!("not connected for {down:?}"));
+                unhealthy.push(format!("not connected for {down:?}{why}"));
             } else {
-                degraded.push(format!("not connected ({:?}) for {down:?}", stats.state));
+                degraded.push(format!(
+                    "not connected ({:?}) for {down:?}{why}",
+                    stats.state
+                ));
             }
         }
         if let Some(why) = &stats.stalled

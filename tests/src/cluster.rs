@@ -65,7 +65,7 @@ mod meta;
 mod node;
 mod topics;
 mod watch;
-mod wire;
+pub(crate) mod wire;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

@@ -48,6 +48,11 @@ impl Ports {
 pub struct BrokerOptions {
     /// Extra `KAFKA_*` environment variables (broker properties).
     pub env: Vec<(String, String)>,
+    /// Extra published ports, as (host port, container port).
+    pub ports: Vec<(u16, u16)>,
+    /// Files written into the container before it starts, as (absolute
+    /// path, contents).
+    pub files: Vec<(String, Vec<u8>)>,
 }
 
 /// A broker container behind a proxy.
@@ -109,6 +114,12 @@ impl Kafka {
             .with_startup_timeout(Duration::from_secs(180));
         for (k, v) in options.env {
             request = request.with_env_var(k, v);
+        }
+        for (host, container) in options.ports {
+            request = request.with_mapped_port(host, container.tcp());
+        }
+        for (path, contents) in options.files {
+            request = request.with_copy_to(path, contents);
         }
         let container = request.start().await?;
         let kafka = Self {

@@ -20,6 +20,8 @@
 //! * [`audit`]: the cluster scenarios' checker: lost, duplicates, reordered,
 //!   the accounting identity, and resume times.
 //! * [`scenario`]: one cluster scenario in progress, audited at its end.
+//! * [`secure`]: a broker with TLS, SASL_SSL (SCRAM) and ACLs, and the
+//!   certificates it was given, made at run time.
 //! * [`prereq`]: what the suite needs, and the clear failure (never a
 //!   silent skip in CI) when it is missing.
 //!
@@ -35,6 +37,7 @@ pub mod load;
 pub mod prereq;
 pub mod proxy;
 pub mod scenario;
+pub mod secure;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

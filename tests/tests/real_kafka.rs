@@ -456,6 +456,7 @@ fn poison_record_is_dead_lettered_alone_and_the_rest_delivered_in_order() {
         // the one record that is too large on its own.
         let options = BrokerOptions {
             env: vec![("KAFKA_MESSAGE_MAX_BYTES".into(), "100000".into())],
+            ..BrokerOptions::default()
         };
         let kafka = Kafka::start(options).await.unwrap();
         let topic = topic("poison");

@@ -19,7 +19,7 @@
 //!
 //! let transport = RdkafkaTransport::new(
 //!     RdkafkaConfig::new("kafka-1:9092,kafka-2:9092")
-//!         .set("security.protocol", "SASL_SSL") // TLS needs the `ssl` feature
+//!         .set("security.protocol", "SASL_SSL") // TLS needs the `tls` feature
 //!         .set("sasl.mechanisms", "PLAIN")
 //!         .set("sasl.username", "svc-patient")
 //!         .set("sasl.password", "never printed"),
@@ -61,10 +61,10 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `ssl` | librdkafka with TLS, linking the system OpenSSL |
-//! | `ssl-vendored` | librdkafka with TLS, OpenSSL built from source |
-//! | `gssapi` | librdkafka with SASL/GSSAPI (Kerberos) through Cyrus SASL |
-//! | `zstd` | librdkafka with zstd compression |
+//! | `tls` (also named `ssl`) | TLS and SASL/SCRAM, linking the system OpenSSL; without it, TLS settings are refused at [`RdkafkaTransport::new`] naming the feature |
+//! | `tls-vendored` (also named `ssl-vendored`) | the same, OpenSSL built from source |
+//! | `gssapi` | SASL/GSSAPI (Kerberos) through Cyrus SASL |
+//! | `zstd` | zstd compression |
 //! | `readback` | module `readback`: reads a topic back with an independent consumer and checks every record, order and duplicates |
 //! | `metrics` | module `telemetry`: the transport's series through the [`metrics`](https://docs.rs/metrics) facade (no exporter) |
 //!
@@ -182,7 +182,11 @@
 //! every broker down) is logged at `warn` once, then at `info` until a
 //! session comes up again; `error` is kept for what needs a person:
 //! authentication, TLS, authorization and configuration problems, and
-//! fatal errors.
+//! fatal errors. A connect attempt that fails on credentials or
+//! certificates names the cause first (`authentication failed: ...`,
+//! `TLS handshake failed: ...`), so that `last_error` and the health
+//! verdict read as a misconfiguration, not an outage; a record for a topic
+//! the user may not write is dead-lettered as `not authorized ...`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -1,9 +1,12 @@
-//! Two admin requests rdkafka 0.39 does not expose, spoken directly in the
+//! Admin requests rdkafka 0.39 does not expose, spoken directly in the
 //! Kafka protocol: `DescribeQuorum` v0 (who leads the KRaft quorum, how far
 //! each voter got), sent to a controller listener, and `ElectLeaders` v2
 //! (preferred leader election), sent to a broker, which forwards it to the
 //! active controller. The image has no `kafka-tools` jar, so the
 //! command-line tools are not an option.
+//!
+//! `CreateAcls` v3 gives the security scenarios' producer user its topic
+//! rights (see [`crate::secure`]).
 //!
 //! Also `Metadata` v12, because a fresh librdkafka client does not keep to
 //! its bootstrap broker (it moves to a learned broker, any one), so it
@@ -347,4 +350,62 @@ pub(crate) async fn metadata(
         return Err(format!("topic {topic} has no partitions").into());
     }
     Ok(snapshot)
+}
+
+const CREATE_ACLS: i16 = 30;
+
+/// One ACL to create: allow `principal` (`User:name`) `operations` on the
+/// topics whose names start with `prefix`, from any host.
+#[derive(Debug, Clone)]
+pub(crate) struct TopicPrefixAcl<'a> {
+    /// `User:<name>`.
+    pub(crate) principal: &'a str,
+    /// Topic name prefix (pattern type `PREFIXED`).
+    pub(crate) prefix: &'a str,
+    /// Kafka's operation codes (`WRITE` 4, `CREATE` 5, `DESCRIBE` 8, ...).
+    pub(crate) operations: &'a [i8],
+}
+
+/// Creates `acls` (`CreateAcls` v3), asked of the broker at `addr` by a
+/// principal allowed to (a super user).
+pub(crate) async fn create_topic_prefix_acls(
+    addr: &str,
+    acls: &[TopicPrefixAcl<'_>],
+) -> Result<(), Error> {
+    const TOPIC: i8 = 2;
+    const PREFIXED: i8 = 4;
+    const ALLOW: i8 = 3;
+    let count = acls.iter().map(|a| a.operations.len()).sum();
+    let mut w = Writer::default();
+    w.len(count);
+    for acl in acls {
+        for op in acl.operations {
+            w.i8(TOPIC);
+            w.compact_str(acl.prefix);
+            w.i8(PREFIXED);
+            w.compact_str(acl.principal);
+            w.compact_str("*");
+            w.i8(*op);
+            w.i8(ALLOW);
+            w.no_tags();
+        }
+    }
+    w.no_tags();
+    let body = call(addr, CREATE_ACLS, 3, &w.0, ELECT_TIMEOUT).await?;
+    let mut r = Reader(&body);
+    r.i32()?; // throttle
+    let mut failed = Vec::new();
+    for _ in 0..r.len()?.unwrap_or(0) {
+        let code = r.i16()?;
+        let message = r.compact_str()?;
+        r.skip_tags()?;
+        if code != 0 {
+            failed.push(format!("error {code} {message:?}"));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("CreateAcls failed: {failed:?}").into())
+    }
 }

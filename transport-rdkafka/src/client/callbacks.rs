@@ -18,7 +18,9 @@ use tracing::{debug, error, info, trace, warn};
 
 use super::context::Context;
 use super::poller::ON_POLL_THREAD;
-use crate::classify::{Disposition, delivery_failure, describe};
+use crate::classify::{
+    Disposition, client_error, client_log_line, delivery_failure, describe, is_misconfiguration,
+};
 use crate::logs::{Severity, severity};
 use crate::statistics::LibrdkafkaStatistics;
 
@@ -67,7 +69,17 @@ impl ClientContext for Context {
                 }
             }
             Some(code) => {
+                let kept = client_error(code, reason);
                 match severity(code) {
+                    // Before the outage rule: a refused client certificate
+                    // comes as a transport failure.
+                    _ if is_misconfiguration(&kept) => error!(
+                        error = %describe(code),
+                        reason = %kept,
+                        "kafka refused this client's credentials or certificates; \
+                         retrying cannot fix that: correct the configuration and build a \
+                         new transport (records stay queued meanwhile)"
+                    ),
                     Severity::Outage => self.log_outage("kafka unreachable", reason),
                     Severity::Person => error!(
                         error = %describe(code),
@@ -79,7 +91,7 @@ impl ClientContext for Context {
                         warn!(error = %describe(code), %reason, "librdkafka reported an error");
                     }
                 }
-                self.set_last_error(format!("{reason} ({code:?})"));
+                self.set_last_error(kept);
             }
             None => {
                 warn!(%error, %reason, "librdkafka reported an error");
@@ -97,7 +109,7 @@ impl ClientContext for Context {
         use RDKafkaLogLevel as L;
         let broker_failure = fac == "FAIL";
         if broker_failure && !matches!(level, L::Debug) {
-            self.set_last_error(log_message.to_owned());
+            self.set_last_error(client_log_line(log_message));
         }
         match level {
             L::Emerg | L::Alert | L::Critical | L::Error => {

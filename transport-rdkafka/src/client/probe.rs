@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::RdProducer;
 use super::context::{Context, UP, generation_of, phase_of};
+use crate::classify::is_misconfiguration;
 use crate::config::seconds;
 
 impl Context {
@@ -131,6 +132,8 @@ pub(super) fn probe(
                 ""
             };
             match ctx.last_error() {
+                // Credentials or certificates: the cause, named first.
+                Some(last) if is_misconfiguration(&last) => format!("{last}; {what}{down}"),
                 Some(last) => format!("{what}{down}; last client error: {last}"),
                 None => format!("{what}{down}"),
             }

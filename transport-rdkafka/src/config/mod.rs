@@ -8,6 +8,7 @@
 
 mod bootstrap;
 mod secrets;
+mod tls;
 mod validate;
 
 #[cfg(test)]
@@ -89,8 +90,8 @@ fn is_overridden(name: &str, value: &str) -> bool {
 ///
 /// Every other librdkafka property keeps librdkafka's default and can be set
 /// with [`RdkafkaConfig::set`], including `security.protocol`, `sasl.*` and
-/// `ssl.*` (TLS needs this crate's `ssl` or `ssl-vendored` feature, Kerberos
-/// its `gssapi` feature).
+/// `ssl.*` (TLS and SASL/SCRAM need this crate's `tls` or `tls-vendored`
+/// feature, Kerberos its `gssapi` feature).
 ///
 /// # Refused at [`RdkafkaTransport::new`](crate::RdkafkaTransport::new)
 ///
@@ -115,7 +116,10 @@ fn is_overridden(name: &str, value: &str) -> bool {
 /// * a [`statistics_interval`](RdkafkaConfig::statistics_interval)
 ///   (`statistics.interval.ms`) other than zero and below
 ///   [`MIN_STATISTICS_INTERVAL`], or above [`MAX_STATISTICS_INTERVAL`]
-///   ([`Error::InvalidProperty`]).
+///   ([`Error::InvalidProperty`]);
+/// * in a build without the `tls` feature, `security.protocol` `SSL` or
+///   `SASL_SSL`, a SCRAM `sasl.mechanisms`, or any `ssl.*` property
+///   ([`Error::InvalidProperty`] naming the feature).
 ///
 /// # `message.timeout.ms` and the core
 ///
@@ -166,6 +170,13 @@ fn is_overridden(name: &str, value: &str) -> bool {
 /// credential or JAAS/OAuth configuration (see [`is_secret_property`]) are
 /// shown as `<redacted>` by `Debug`, and never logged. Errors about an invalid
 /// secret property name the property but not its value.
+///
+/// Credentials and certificates are read when the transport is built. A
+/// wrong password or a certificate that does not verify makes every
+/// connect attempt fail with `authentication failed: ...` or `TLS handshake
+/// failed: ...` (records stay queued); fixing it means building a new
+/// transport and producer, and sending through them what the old
+/// producer's `close` hands back.
 #[derive(Clone)]
 #[must_use]
 pub struct RdkafkaConfig {

@@ -282,8 +282,8 @@ fn bootstrap_servers_must_be_host_port() {
     ] {
         RdkafkaConfig::new(good).validate().expect(good);
     }
-    RdkafkaConfig::new("SASL_SSL://kafka:9093,kafka:9094")
-        .set("security.protocol", "sasl_ssl")
+    RdkafkaConfig::new("SASL_PLAINTEXT://kafka:9093,kafka:9094")
+        .set("security.protocol", "sasl_plaintext")
         .validate()
         .expect("prefix matches security.protocol");
 }

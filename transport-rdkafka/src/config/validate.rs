@@ -34,6 +34,7 @@ impl RdkafkaConfig {
         }
         self.validate_probe_timeout()?;
         self.validate_statistics_interval()?;
+        self.validate_tls_built()?;
         let mut any_bootstrap = false;
         for name in BOOTSTRAP {
             if let Some(servers) = self.get(name) {
