@@ -38,6 +38,7 @@ pub mod prereq;
 pub mod proxy;
 pub mod scenario;
 pub mod secure;
+pub mod single;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -14,35 +14,17 @@
     reason = "test code: a panic is a failure, output helps"
 )]
 
-use std::collections::HashSet;
-use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use robust_producer::{
-    BackoffConfig, Config, DeadLetter, DeliveryError, DeliveryHandle, EventEnvelope,
-    OverflowPolicy, Producer, State, TokioRuntime,
+    Config, DeadLetter, DeliveryError, DeliveryHandle, EventEnvelope, Producer, State, TokioRuntime,
 };
-use robust_producer_rdkafka::readback::{ReadBack, Report, Sent, check};
+use robust_producer_rdkafka::readback::{Report, Sent};
 use robust_producer_rdkafka::{RdkafkaConfig, RdkafkaTransport};
 use robust_producer_tests::kafka::{BrokerOptions, Kafka, Ports};
-use robust_producer_tests::prereq;
 use robust_producer_tests::proxy::Mode;
-
-/// Runs one scenario on its own runtime, one at a time.
-fn scenario<F: Future<Output = ()>>(body: impl FnOnce() -> F) {
-    if prereq::skip() {
-        return;
-    }
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(body());
-}
+use robust_producer_tests::single::{core_config, first_delivery, read_back, scenario};
 
 struct Service {
     name: &'static str,
@@ -50,25 +32,6 @@ struct Service {
     sent: Vec<Sent>,
     handles: Vec<DeliveryHandle>,
     dead: Arc<Mutex<Vec<DeadLetter>>>,
-}
-
-fn core_config(service: &str) -> Config {
-    Config::builder()
-        .service_name(service)
-        .max_queued_records(200_000)
-        .connect_timeout(Duration::from_secs(5))
-        .ack_timeout(Duration::from_secs(10))
-        .overflow(OverflowPolicy::Block {
-            timeout: Duration::from_secs(30),
-        })
-        .backoff(BackoffConfig {
-            initial: Duration::from_millis(100),
-            multiplier: 2.0,
-            max: Duration::from_secs(2),
-            jitter: 0.5,
-        })
-        .build()
-        .unwrap()
 }
 
 impl Drop for Service {
@@ -183,37 +146,6 @@ impl Service {
         assert!(report.is_clean(), "{report:?}");
         delivered
     }
-}
-
-/// Polls `delivered` until it grows past `baseline`; returns when.
-async fn first_delivery(producer: &Producer, baseline: u64, timeout: Duration) -> Instant {
-    let start = Instant::now();
-    loop {
-        if producer.stats().delivered > baseline {
-            return Instant::now();
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "no delivery within {timeout:?}: {:?}",
-            producer.stats()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-async fn read_back(bootstrap: &str, topic: &str, sent: &[Sent]) -> (Report, usize) {
-    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
-    let want = sent.len();
-    let consumed = tokio::task::spawn_blocking(move || {
-        ReadBack::new(bootstrap, topic)
-            .until_quiet(want, Duration::from_secs(2))
-            .timeout(Duration::from_secs(90))
-            .read()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    (check(sent, &HashSet::new(), &consumed), consumed.len())
 }
 
 fn summary(

@@ -21,36 +21,18 @@
     reason = "test code: a panic is a failure, output helps"
 )]
 
-use std::collections::HashSet;
-use std::future::Future;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use robust_producer::{
-    BackoffConfig, Config, DeadLetter, DeliveryHandle, EVENT_ID_HEADER, EventEnvelope,
-    OverflowPolicy, Producer, Record, TokioRuntime, Verdict,
+    DeadLetter, DeliveryHandle, EVENT_ID_HEADER, EventEnvelope, Producer, Record, TokioRuntime,
+    Verdict,
 };
-use robust_producer_rdkafka::readback::{ReadBack, Report, Sent, check};
+use robust_producer_rdkafka::readback::Sent;
 use robust_producer_rdkafka::{RdkafkaConfig, RdkafkaTransport};
-use robust_producer_tests::prereq;
 use robust_producer_tests::secure::{ALLOWED_PREFIX, SecureKafka};
-
-/// Runs one scenario on its own runtime, one at a time.
-fn scenario<F: Future<Output = ()>>(body: impl FnOnce() -> F) {
-    if prereq::skip() {
-        return;
-    }
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    capture_logs();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(body());
-}
+use robust_producer_tests::single::{core_config, first_delivery, read_back, scenario};
 
 /// Every log line of the test process (level `info` and above).
 static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
@@ -94,25 +76,6 @@ fn loud_lines_with(needle: &str) -> Vec<String> {
 fn logs_contain(needle: &str) -> bool {
     let logs = LOGS.lock().unwrap_or_else(PoisonError::into_inner);
     String::from_utf8_lossy(&logs).contains(needle)
-}
-
-fn core_config(service: &str) -> Config {
-    Config::builder()
-        .service_name(service)
-        .max_queued_records(100_000)
-        .connect_timeout(Duration::from_secs(5))
-        .ack_timeout(Duration::from_secs(10))
-        .overflow(OverflowPolicy::Block {
-            timeout: Duration::from_secs(30),
-        })
-        .backoff(BackoffConfig {
-            initial: Duration::from_millis(100),
-            multiplier: 2.0,
-            max: Duration::from_secs(2),
-            jitter: 0.5,
-        })
-        .build()
-        .unwrap()
 }
 
 /// One service's producer and what it sent.
@@ -233,21 +196,6 @@ impl Drop for Service {
 
 /// Reads `topic` back over the harness's plaintext listener and checks
 /// every id of `sent`, per key in order.
-async fn read_back(bootstrap: &str, topic: &str, sent: &[Sent]) -> Report {
-    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
-    let want = sent.len();
-    let consumed = tokio::task::spawn_blocking(move || {
-        ReadBack::new(bootstrap, topic)
-            .until_quiet(want, Duration::from_secs(2))
-            .timeout(Duration::from_secs(90))
-            .read()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    check(sent, &HashSet::new(), &consumed)
-}
-
 fn allowed_topic(name: &str) -> String {
     format!(
         "{ALLOWED_PREFIX}{name}-{}",
@@ -255,21 +203,9 @@ fn allowed_topic(name: &str) -> String {
     )
 }
 
-/// Polls until the producer delivered more than `baseline`.
-async fn first_delivery(producer: &Producer, baseline: u64, within: Duration) {
-    let start = Instant::now();
-    while producer.stats().delivered <= baseline {
-        assert!(
-            start.elapsed() < within,
-            "no delivery within {within:?}: {:?}",
-            producer.stats()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[test]
 fn sasl_ssl_broker_restart_mid_stream_loses_nothing() {
+    capture_logs();
     scenario(|| async {
         let t0 = Instant::now();
         let broker = SecureKafka::start().await.unwrap();
@@ -284,7 +220,7 @@ fn sasl_ssl_broker_restart_mid_stream_loses_nothing() {
         broker.kafka.restart().await.unwrap();
         svc.send_many(&topic, 2_000, 40).await;
         let delivered = svc.settle(Duration::from_secs(120)).await;
-        let report = read_back(&broker.kafka.bootstrap(), &topic, &svc.sent).await;
+        let (report, _) = read_back(&broker.kafka.bootstrap(), &topic, &svc.sent).await;
         eprintln!(
             "SCENARIO sasl_ssl restart: broker up in {} ms, accepted {}, delivered {delivered}, \
              present {}, duplicates {}, lost {}, reordered {}, total {} ms",
@@ -306,6 +242,7 @@ fn sasl_ssl_broker_restart_mid_stream_loses_nothing() {
 
 #[test]
 fn mutual_tls_client_certificate_delivers_everything() {
+    capture_logs();
     scenario(|| async {
         let t0 = Instant::now();
         let broker = SecureKafka::start().await.unwrap();
@@ -317,7 +254,7 @@ fn mutual_tls_client_certificate_delivers_everything() {
         );
         svc.send_many(&topic, 2_000, 20).await;
         let delivered = svc.settle(Duration::from_secs(60)).await;
-        let report = read_back(&broker.kafka.bootstrap(), &topic, &svc.sent).await;
+        let (report, _) = read_back(&broker.kafka.bootstrap(), &topic, &svc.sent).await;
         eprintln!(
             "SCENARIO mutual TLS: delivered {delivered}, present {}, lost {}, reordered {}, \
              total {} ms",
@@ -389,6 +326,7 @@ async fn refused_client(
 
 #[test]
 fn misconfigured_clients_wait_and_lose_nothing() {
+    capture_logs();
     scenario(|| async {
         let t0 = Instant::now();
         let broker = SecureKafka::start().await.unwrap();
@@ -447,7 +385,7 @@ fn misconfigured_clients_wait_and_lose_nothing() {
         );
         fixed.resend(back).await;
         assert_eq!(fixed.settle(Duration::from_secs(60)).await, 200);
-        let report = read_back(&broker.kafka.bootstrap(), &topic, &fixed.sent).await;
+        let (report, _) = read_back(&broker.kafka.bootstrap(), &topic, &fixed.sent).await;
         assert!(report.is_clean(), "{report:?}");
         assert!(
             fixed
@@ -519,7 +457,7 @@ fn misconfigured_clients_wait_and_lose_nothing() {
         let reason = dead[0].reason.to_string();
         assert!(reason.contains("not authorized"), "{reason}");
         assert_eq!(&*dead[0].record.topic, forbidden.as_str());
-        let report = read_back(&broker.kafka.bootstrap(), &allowed, &svc.sent).await;
+        let (report, _) = read_back(&broker.kafka.bootstrap(), &allowed, &svc.sent).await;
         assert!(report.is_clean(), "{report:?}");
         assert!(svc.producer.close(Duration::from_secs(5)).await.is_empty());
         eprintln!(
