@@ -88,12 +88,12 @@ pub fn push_frame_with(
     fill_frame_checksums_at(out, start);
 }
 
-/// Appends one sealed frame (encrypted segments): `write` appends the
-/// plaintext payload to `out`, then `seal` encrypts it in place, given the
-/// frame header's first [`FRAME_AAD_LEN`] bytes (length, with the tag;
-/// kind; sequence number) as associated data, and returns the tag, which
-/// follows the ciphertext. The checksums cover the sealed bytes. Returns
-/// false, with `out` as it was, when `seal` fails.
+/// Appends one sealed frame (encrypted segments): the frame of
+/// [`push_frame_to_seal_with`], then `seal` encrypts the payload in place,
+/// given the frame header's first [`FRAME_AAD_LEN`] bytes (length, with
+/// the tag; kind; sequence number) as associated data, and returns the
+/// tag, which follows the ciphertext. The checksums cover the sealed
+/// bytes. Returns false, with `out` as it was, when `seal` fails.
 pub fn push_sealed_frame_with(
     out: &mut Vec<u8>,
     kind: FrameKind,
@@ -102,16 +102,14 @@ pub fn push_sealed_frame_with(
     seal: impl FnOnce(&[u8], &mut [u8]) -> Option<[u8; TAG_LEN]>,
 ) -> bool {
     let start = out.len();
-    out.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
-    write(out);
-    let len = out.len() - start - FRAME_HEADER_LEN + TAG_LEN;
-    let (h, payload) = out[start..].split_at_mut(FRAME_HEADER_LEN);
-    fill_frame_fields(h, len, kind, seq);
+    push_frame_to_seal_with(out, kind, seq, write);
+    let (h, rest) = out[start..].split_at_mut(FRAME_HEADER_LEN);
+    let (payload, tag_slot) = rest.split_at_mut(rest.len() - TAG_LEN);
     let Some(tag) = seal(&h[..FRAME_AAD_LEN], payload) else {
         out.truncate(start);
         return false;
     };
-    out.extend_from_slice(&tag);
+    tag_slot.copy_from_slice(&tag);
     fill_frame_checksums_at(out, start);
     true
 }
